@@ -1,0 +1,136 @@
+/*
+ * backend.h - the seam between a cell and the thing that runs its workload.
+ *
+ * A backend knows nothing of events, stores or HTTP. The cell layer asks it to probe what
+ * the host can enforce, to prepare a cell (cgroup, limits, secrets staging), to start the
+ * workload with the given stdio fds, to signal or kill everything in the cell, and to
+ * destroy what it prepared. Every backend instance is owned by exactly one cell; the
+ * struct backend_cell is the backend's private state for that cell.
+ *
+ * Ownership: start() returns a pidfd for the workload's top process (the one whose exit
+ * status is the cell's); the caller owns it and closes it. Authority a backend cannot
+ * enforce is reported by prepare() through the degraded list; the cell layer decides,
+ * from the profile, whether that refuses the cell or becomes an event.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct cell_spec;
+
+enum backend_profile {
+	BACKEND_PROFILE_PORTABLE,
+	BACKEND_PROFILE_HARDENED,
+	_BACKEND_PROFILE_MAX,
+};
+
+/* What a host can enforce for this backend (probe results). */
+struct backend_caps {
+	bool cgroup_v2;           /* a v2 tree usable for tracking and cgroup.kill */
+	bool cgroup_limits;       /* memory and pids limits can be set (v2 or v1) */
+	bool cgroup_cpu;          /* cpu quota can be set */
+	bool namespaces;          /* new user/pid/mount/net/... namespaces */
+	bool seccomp;
+	int landlock_abi;         /* 0 = none */
+	char containment[64];     /* "cgroup v2", "cgroup v1+v2 (hybrid)", "process group" */
+};
+
+/* One item of declared authority that a backend could not enforce. */
+struct backend_degraded {
+	char item[64];     /* e.g. "authority.network", "run.limits.memoryMaxBytes" */
+	char reason[192];  /* why, e.g. "the host backend does not isolate the network" */
+};
+
+#define BACKEND_MAX_DEGRADED 16
+
+struct backend_prepare_args {
+	const struct cell_spec *spec;
+	const char *cell_name;     /* unique per run: "<cellId>.<runId8>" */
+	const char *cgroup_parent; /* CELLOS_CGROUP_PARENT or NULL */
+	/* Secret values to deliver as files (SPEC_SECRET_FILE), parallel to spec->secret_refs. */
+	const char *const *secret_values;
+	const size_t *secret_lengths;
+};
+
+struct backend_prepare_result {
+	struct backend_degraded degraded[BACKEND_MAX_DEGRADED];
+	size_t n_degraded;
+	char error[256]; /* set when prepare fails: what could not be prepared */
+};
+
+struct backend_start_args {
+	const char *const *argv;
+	const char *const *envp;
+	const char *cwd; /* NULL = backend default */
+	int stdin_fd, stdout_fd, stderr_fd;
+};
+
+/* Why start failed, for the spawnError and the exit status (126/127/125). */
+struct backend_start_error {
+	int error;          /* errno of the failing step */
+	char step[32];      /* "exec", "chdir", "cgroup", "clone", ... */
+};
+
+struct backend_exit {
+	bool signaled;
+	int status;        /* exit code, or signal number when signaled */
+	bool oom_killed;
+};
+
+struct backend_cell;
+
+struct backend_ops {
+	const char *name;
+	const char *const *aliases;
+	enum backend_profile default_profile;
+
+	int (*probe)(struct backend_caps *ret_caps);
+
+	/*
+	 * Create the cell's containment (cgroup, limits, staging) and check the spec against
+	 * what this backend enforces. Unenforceable items go to res->degraded; a failure to
+	 * prepare something the spec needs returns -errno with res->error set.
+	 */
+	int (*prepare)(const struct backend_prepare_args *args, struct backend_prepare_result *res,
+	    struct backend_cell **ret_cell);
+
+	/* Start the workload; on failure fill *err. Returns a pidfd or -errno. */
+	int (*start)(struct backend_cell *bc, const struct backend_start_args *args,
+	    struct backend_start_error *err, pid_t *ret_pid);
+
+	/* Collect the top process's exit after its pidfd became readable. */
+	int (*reap)(struct backend_cell *bc, int pidfd, struct backend_exit *ret_exit);
+
+	/* Send sig to every process of the cell. Returns the number signalled or -errno. */
+	int (*signal_all)(struct backend_cell *bc, int sig);
+
+	/* SIGKILL everything in the cell (cgroup.kill where available). */
+	int (*kill_all)(struct backend_cell *bc);
+
+	/*
+	 * An fd that becomes readable (EPOLLPRI or EPOLLIN, see *ret_events) when the cell's
+	 * population changes, or -1 when the caller has to poll is_empty().
+	 */
+	int (*empty_fd)(struct backend_cell *bc, uint32_t *ret_events);
+	int (*is_empty)(struct backend_cell *bc); /* 1 empty, 0 not, -errno */
+
+	/* Export one artifact from the cell's view (sandbox); NULL when unsupported. */
+	int (*open_artifact)(struct backend_cell *bc, const char *path, int *ret_fd);
+
+	/* Undo everything prepare() did. The cell must be empty (or this kills it). */
+	int (*destroy)(struct backend_cell *bc);
+
+	const char *(*version)(void);
+};
+
+/* Look a backend up by name or alias ("host", "stub", "sandbox"). NULL if unknown. */
+const struct backend_ops *backend_find(const char *name);
+
+/* The registered backends, NULL-terminated, for `help` and `version`. */
+const struct backend_ops *const *backend_list(void);
+
+const char *backend_profile_to_string(enum backend_profile p);
+int backend_profile_from_string(const char *s, enum backend_profile *ret);

@@ -5,7 +5,7 @@
 set -eu
 
 BUILD="build-essential pkg-config meson ninja-build clang libclang-rt-14-dev
-libjansson-dev libseccomp-dev libcmocka-dev"
+libjansson-dev libseccomp-dev libcmocka-dev libsodium-dev"
 TEST="python3 python3-pytest iproute2 util-linux procps strace"
 BENCH="bubblewrap crun runc busybox-static hyperfine"
 

@@ -1,0 +1,650 @@
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/vfs.h>
+
+#include <linux/magic.h>
+
+#include <ctype.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "backend/cgroup.h"
+#include "base/fd.h"
+#include "base/log.h"
+#include "base/macro.h"
+
+enum v1_controller {
+	V1_MEMORY,
+	V1_PIDS,
+	V1_CPU,
+	_V1_MAX,
+};
+
+static const char *const v1_names[_V1_MAX] = {
+	[V1_MEMORY] = "memory",
+	[V1_PIDS] = "pids",
+	[V1_CPU] = "cpu",
+};
+
+struct cgroup_dir {
+	char *path;   /* absolute directory path */
+	char *rel;    /* path relative to the hierarchy's root, for membership checks */
+	int dirfd;
+	int procs_fd; /* cgroup.procs, O_WRONLY, for joining */
+};
+
+struct cgroup {
+	struct cgroup_dir v2;
+	struct cgroup_dir v1[_V1_MAX];
+	int v2_events_fd;
+	bool v2_memory;
+	bool has_kill;
+};
+
+static struct cgroup_layout cached;
+static bool cached_valid;
+static char self_v2[512];
+static char self_v1[_V1_MAX][512];
+
+static bool
+is_cgroupfs(const char *path, long magic)
+{
+	struct statfs sfs;
+	return statfs(path, &sfs) == 0 && sfs.f_type == magic;
+}
+
+/* Parse /proc/self/cgroup into self_v2 and self_v1[]. */
+static void
+read_self_paths(void)
+{
+	_cleanup_close_ int fd = open("/proc/self/cgroup", O_RDONLY | O_CLOEXEC);
+	char buf[8192];
+
+	self_v2[0] = '\0';
+	for (int i = 0; i < _V1_MAX; i++)
+		self_v1[i][0] = '\0';
+	if (fd < 0)
+		return;
+	ssize_t r = read(fd, buf, sizeof(buf) - 1);
+	if (r < 0)
+		return;
+	buf[r] = '\0';
+	char *save = NULL;
+	for (char *line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		char *c1 = strchr(line, ':');
+		if (!c1)
+			continue;
+		char *c2 = strchr(c1 + 1, ':');
+		if (!c2)
+			continue;
+		*c2 = '\0';
+		const char *ctrls = c1 + 1, *path = c2 + 1;
+		if (*ctrls == '\0') {
+			snprintf(self_v2, sizeof(self_v2), "%s", path);
+			continue;
+		}
+		char list[256];
+		snprintf(list, sizeof(list), "%s", ctrls);
+		char *s2 = NULL;
+		for (char *c = strtok_r(list, ",", &s2); c; c = strtok_r(NULL, ",", &s2))
+			for (int i = 0; i < _V1_MAX; i++)
+				if (strcmp(c, v1_names[i]) == 0)
+					snprintf(self_v1[i], sizeof(self_v1[i]), "%s", path);
+	}
+}
+
+static bool
+controller_listed(const char *file, const char *name)
+{
+	char buf[512];
+	_cleanup_close_ int fd = open(file, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	for (char *p = buf; (p = strstr(p, name)); p += strlen(name)) {
+		bool start = p == buf || isspace((unsigned char)p[-1]);
+		char end = p[strlen(name)];
+		if (start && (end == '\0' || isspace((unsigned char)end)))
+			return true;
+	}
+	return false;
+}
+
+int
+cgroup_probe(struct cgroup_layout *ret)
+{
+	if (cached_valid) {
+		*ret = cached;
+		return 0;
+	}
+	struct cgroup_layout l = {0};
+	read_self_paths();
+
+	if (is_cgroupfs("/sys/fs/cgroup", CGROUP2_SUPER_MAGIC))
+		snprintf(l.v2_root, sizeof(l.v2_root), "/sys/fs/cgroup");
+	else if (is_cgroupfs("/sys/fs/cgroup/unified", CGROUP2_SUPER_MAGIC))
+		snprintf(l.v2_root, sizeof(l.v2_root), "/sys/fs/cgroup/unified");
+	if (l.v2_root[0]) {
+		char dir[1024];
+		snprintf(dir, sizeof(dir), "%s%s", l.v2_root, self_v2);
+		l.v2 = access(dir, W_OK) == 0;
+		if (l.v2) {
+			char f[1100];
+			/* Controllers our children could get: those our own cgroup has. */
+			snprintf(f, sizeof(f), "%s/cgroup.controllers", dir);
+			l.v2_memory = controller_listed(f, "memory");
+			l.v2_pids = controller_listed(f, "pids");
+			l.v2_cpu = controller_listed(f, "cpu");
+		}
+	}
+	for (int i = 0; i < _V1_MAX; i++) {
+		char p[600];
+		snprintf(p, sizeof(p), "/sys/fs/cgroup/%s", v1_names[i]);
+		bool ok = is_cgroupfs(p, CGROUP_SUPER_MAGIC) && self_v1[i][0];
+		if (i == V1_MEMORY)
+			l.v1_memory = ok;
+		else if (i == V1_PIDS)
+			l.v1_pids = ok;
+		else
+			l.v1_cpu = ok;
+	}
+	l.v1_freezer = is_cgroupfs("/sys/fs/cgroup/freezer", CGROUP_SUPER_MAGIC);
+	cached = l;
+	cached_valid = true;
+	*ret = l;
+	return 0;
+}
+
+const char *
+cgroup_layout_describe(const struct cgroup_layout *l)
+{
+	bool v1 = l->v1_memory || l->v1_pids || l->v1_cpu;
+	if (l->v2 && (l->v2_memory || l->v2_pids))
+		return "cgroup v2";
+	if (l->v2 && v1)
+		return "cgroup v1 limits + v2 tracking (hybrid)";
+	if (l->v2)
+		return "cgroup v2 (no controllers: tracking only)";
+	if (v1)
+		return "cgroup v1";
+	return "none (process group)";
+}
+
+bool
+cgroup_can_limit_memory(const struct cgroup_layout *l)
+{
+	return (l->v2 && l->v2_memory) || l->v1_memory;
+}
+
+bool
+cgroup_can_limit_pids(const struct cgroup_layout *l)
+{
+	return (l->v2 && l->v2_pids) || l->v1_pids;
+}
+
+bool
+cgroup_can_limit_cpu(const struct cgroup_layout *l)
+{
+	return (l->v2 && l->v2_cpu) || l->v1_cpu;
+}
+
+static void
+dir_close(struct cgroup_dir *d)
+{
+	safe_close(d->dirfd);
+	safe_close(d->procs_fd);
+	d->dirfd = d->procs_fd = -EBADF;
+}
+
+/* Create <root><base>/<name>; fill d. base is the parent's path relative to root. */
+static int
+dir_create(struct cgroup_dir *d, const char *root, const char *base, const char *name)
+{
+	char rel[1024], path[1400];
+
+	if (strcmp(base, "/") == 0)
+		base = "";
+	snprintf(rel, sizeof(rel), "%s/%s", base, name);
+	snprintf(path, sizeof(path), "%s%s", root, rel);
+	if (mkdir(path, 0755) < 0)
+		return -errno;
+	d->path = strdup(path);
+	d->rel = strdup(rel);
+	if (!d->path || !d->rel)
+		return -ENOMEM;
+	d->dirfd = open(path, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+	if (d->dirfd < 0)
+		return -errno;
+	d->procs_fd = openat(d->dirfd, "cgroup.procs", O_WRONLY | O_CLOEXEC);
+	if (d->procs_fd < 0)
+		return -errno;
+	return 0;
+}
+
+static int
+write_u64(int dirfd, const char *file, uint64_t v)
+{
+	char buf[32];
+	snprintf(buf, sizeof(buf), "%llu", (unsigned long long)v);
+	return fd_write_file_at(dirfd, file, buf);
+}
+
+static int
+apply_limits(struct cgroup *cg, const struct cgroup_layout *l, const struct cgroup_limits *lim,
+    char *err, size_t err_size)
+{
+	int r;
+	const char *file = NULL;
+	const char *where = NULL;
+
+	if (lim->memory_max_bytes) {
+		if (l->v2_memory) {
+			where = cg->v2.path;
+			r = write_u64(cg->v2.dirfd, file = "memory.max", lim->memory_max_bytes);
+			if (r >= 0) {
+				(void)fd_write_file_at(cg->v2.dirfd, "memory.swap.max", "0");
+				(void)fd_write_file_at(cg->v2.dirfd, "memory.oom.group", "1");
+			}
+		} else {
+			where = cg->v1[V1_MEMORY].path;
+			r = write_u64(cg->v1[V1_MEMORY].dirfd, file = "memory.limit_in_bytes",
+			    lim->memory_max_bytes);
+			/* No swap beyond the limit where the kernel accounts it. */
+			if (r >= 0)
+				(void)write_u64(cg->v1[V1_MEMORY].dirfd, "memory.memsw.limit_in_bytes",
+				    lim->memory_max_bytes);
+		}
+		if (r < 0)
+			goto fail;
+	}
+	if (lim->pids_max) {
+		struct cgroup_dir *d = l->v2_pids ? &cg->v2 : &cg->v1[V1_PIDS];
+		where = d->path;
+		r = write_u64(d->dirfd, file = "pids.max", lim->pids_max);
+		if (r < 0)
+			goto fail;
+	}
+	if (lim->cpu_millicores) {
+		uint64_t quota = lim->cpu_millicores * 100; /* per 100 ms period */
+		if (l->v2_cpu) {
+			char buf[64];
+			snprintf(buf, sizeof(buf), "%llu 100000", (unsigned long long)quota);
+			where = cg->v2.path;
+			r = fd_write_file_at(cg->v2.dirfd, file = "cpu.max", buf);
+		} else {
+			where = cg->v1[V1_CPU].path;
+			r = write_u64(cg->v1[V1_CPU].dirfd, file = "cpu.cfs_period_us", 100000);
+			if (r >= 0)
+				r = write_u64(cg->v1[V1_CPU].dirfd, file = "cpu.cfs_quota_us", quota);
+		}
+		if (r < 0)
+			goto fail;
+	}
+	return 0;
+fail:
+	snprintf(err, err_size, "cannot write %s/%s: %s", where, file, strerror(-r));
+	return r;
+}
+
+static void
+cgroup_free(struct cgroup *cg)
+{
+	if (!cg)
+		return;
+	dir_close(&cg->v2);
+	free(cg->v2.path);
+	free(cg->v2.rel);
+	for (int i = 0; i < _V1_MAX; i++) {
+		dir_close(&cg->v1[i]);
+		free(cg->v1[i].path);
+		free(cg->v1[i].rel);
+	}
+	safe_close(cg->v2_events_fd);
+	free(cg);
+}
+
+static void
+remove_dirs(struct cgroup *cg)
+{
+	struct cgroup_dir *dirs[_V1_MAX + 1] = {&cg->v2};
+	for (int i = 0; i < _V1_MAX; i++)
+		dirs[i + 1] = &cg->v1[i];
+	for (size_t i = 0; i < ARRAY_SIZE(dirs); i++) {
+		if (!dirs[i]->path)
+			continue;
+		dir_close(dirs[i]);
+		/* rmdir can see EBUSY for a moment after the last task exits. */
+		for (int tries = 0; tries < 200; tries++) {
+			if (rmdir(dirs[i]->path) == 0 || errno == ENOENT)
+				break;
+			if (errno != EBUSY) {
+				log_debug("rmdir %s: %s", dirs[i]->path, strerror(errno));
+				break;
+			}
+			struct timespec ts = {0, 5 * 1000 * 1000};
+			nanosleep(&ts, NULL);
+		}
+	}
+}
+
+int
+cgroup_create(const char *name, const char *parent, const struct cgroup_limits *limits,
+    char *err, size_t err_size, struct cgroup **ret)
+{
+	struct cgroup_layout l;
+	struct cgroup *cg;
+	int r;
+
+	cgroup_probe(&l);
+	if (parent && (parent[0] != '/' || strstr(parent, "..") || strlen(parent) > 400)) {
+		snprintf(err, err_size, "CELLOS_CGROUP_PARENT must be an absolute cgroup path");
+		return -EINVAL;
+	}
+	cg = calloc(1, sizeof(*cg));
+	if (!cg)
+		return -ENOMEM;
+	cg->v2.dirfd = cg->v2.procs_fd = cg->v2_events_fd = -EBADF;
+	for (int i = 0; i < _V1_MAX; i++)
+		cg->v1[i].dirfd = cg->v1[i].procs_fd = -EBADF;
+
+	bool need_v1[_V1_MAX] = {
+		[V1_MEMORY] = limits->memory_max_bytes && !l.v2_memory,
+		[V1_PIDS] = limits->pids_max && !l.v2_pids,
+		[V1_CPU] = limits->cpu_millicores && !l.v2_cpu,
+	};
+	/* Without v2, the pids hierarchy (or any v1 one) tracks membership. */
+	if (!l.v2 && l.v1_pids)
+		need_v1[V1_PIDS] = true;
+
+	if (l.v2) {
+		const char *base = parent ? parent : self_v2;
+		if (limits->memory_max_bytes || limits->pids_max || limits->cpu_millicores) {
+			/* Delegate controllers to our children where the parent allows it. */
+			char sc[1024];
+			snprintf(sc, sizeof(sc), "%s%s/cgroup.subtree_control", l.v2_root,
+			    strcmp(base, "/") == 0 ? "" : base);
+			_cleanup_close_ int fd = open(sc, O_WRONLY | O_CLOEXEC);
+			if (fd >= 0) {
+				if (l.v2_memory && limits->memory_max_bytes)
+					(void)!write(fd, "+memory", 7);
+				if (l.v2_pids && limits->pids_max)
+					(void)!write(fd, "+pids", 5);
+				if (l.v2_cpu && limits->cpu_millicores)
+					(void)!write(fd, "+cpu", 4);
+			}
+		}
+		r = dir_create(&cg->v2, l.v2_root, base, name);
+		if (r < 0) {
+			snprintf(err, err_size, "cannot create cgroup %s%s/%s: %s", l.v2_root,
+			    strcmp(base, "/") == 0 ? "" : base, name, strerror(-r));
+			goto fail;
+		}
+		cg->v2_events_fd = openat(cg->v2.dirfd, "cgroup.events", O_RDONLY | O_CLOEXEC);
+		cg->has_kill = faccessat(cg->v2.dirfd, "cgroup.kill", W_OK, 0) == 0;
+		cg->v2_memory = l.v2_memory;
+	}
+	for (int i = 0; i < _V1_MAX; i++) {
+		if (!need_v1[i])
+			continue;
+		bool avail = i == V1_MEMORY ? l.v1_memory : i == V1_PIDS ? l.v1_pids : l.v1_cpu;
+		char root[64];
+		if (!avail) {
+			snprintf(err, err_size, "no cgroup %s controller on this host", v1_names[i]);
+			r = -EOPNOTSUPP;
+			goto fail;
+		}
+		snprintf(root, sizeof(root), "/sys/fs/cgroup/%s", v1_names[i]);
+		const char *base = parent ? parent : self_v1[i];
+		r = dir_create(&cg->v1[i], root, base, name);
+		if (r < 0) {
+			snprintf(err, err_size, "cannot create cgroup %s%s/%s: %s", root,
+			    strcmp(base, "/") == 0 ? "" : base, name, strerror(-r));
+			goto fail;
+		}
+	}
+	if (!cg->v2.path && !cg->v1[V1_PIDS].path) {
+		snprintf(err, err_size, "no usable cgroup hierarchy");
+		r = -EOPNOTSUPP;
+		goto fail;
+	}
+	r = apply_limits(cg, &l, limits, err, err_size);
+	if (r < 0)
+		goto fail;
+	*ret = cg;
+	return 0;
+fail:
+	remove_dirs(cg);
+	cgroup_free(cg);
+	return r;
+}
+
+int
+cgroup_v2_dirfd(const struct cgroup *cg)
+{
+	return cg->v2.dirfd >= 0 ? cg->v2.dirfd : -1;
+}
+
+size_t
+cgroup_join_fds(const struct cgroup *cg, int *fds, size_t max, bool include_v2)
+{
+	size_t n = 0;
+	if (include_v2 && cg->v2.procs_fd >= 0 && n < max)
+		fds[n++] = cg->v2.procs_fd;
+	for (int i = 0; i < _V1_MAX; i++)
+		if (cg->v1[i].procs_fd >= 0 && n < max)
+			fds[n++] = cg->v1[i].procs_fd;
+	return n;
+}
+
+int
+cgroup_attach(const struct cgroup *cg, pid_t pid)
+{
+	char buf[32];
+	int fds[_V1_MAX + 1];
+	size_t n = cgroup_join_fds(cg, fds, ARRAY_SIZE(fds), true);
+
+	snprintf(buf, sizeof(buf), "%d", (int)pid);
+	for (size_t i = 0; i < n; i++)
+		if (write(fds[i], buf, strlen(buf)) < 0)
+			return -errno;
+	return 0;
+}
+
+/* The hierarchy whose cgroup.procs lists the cell's members. */
+static const struct cgroup_dir *
+member_dir(const struct cgroup *cg, bool *ret_v2)
+{
+	*ret_v2 = cg->v2.path != NULL;
+	if (cg->v2.path)
+		return &cg->v2;
+	for (int i = 0; i < _V1_MAX; i++)
+		if (cg->v1[i].path)
+			return &cg->v1[i];
+	return NULL;
+}
+
+/* Is pid (held by a pidfd now) still a member of d? Reads /proc/<pid>/cgroup. */
+static bool
+still_member(pid_t pid, const struct cgroup_dir *d, bool v2)
+{
+	char p[64], buf[4096];
+	snprintf(p, sizeof(p), "/proc/%d/cgroup", (int)pid);
+	_cleanup_close_ int fd = open(p, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	size_t rl = strlen(d->rel);
+	for (char *line = buf; line && *line;) {
+		char *nl = strchr(line, '\n');
+		if (nl)
+			*nl = '\0';
+		char *c2 = strchr(line, ':') ? strchr(strchr(line, ':') + 1, ':') : NULL;
+		if (c2) {
+			bool is_v2 = c2 == strchr(line, ':') + 1;
+			const char *path = c2 + 1;
+			if (is_v2 == v2 && strncmp(path, d->rel, rl) == 0 &&
+			    (path[rl] == '\0' || path[rl] == '/'))
+				return true;
+		}
+		line = nl ? nl + 1 : NULL;
+	}
+	return false;
+}
+
+int
+cgroup_signal_all(struct cgroup *cg, int sig)
+{
+	bool v2;
+	const struct cgroup_dir *d = member_dir(cg, &v2);
+	char buf[65536];
+	int count = 0;
+
+	if (!d)
+		return -ENOENT;
+	/* Members of sub-cgroups are included through cgroup.procs of each level. */
+	int n = fd_read_file_at(d->dirfd, "cgroup.procs", buf, sizeof(buf));
+	if (n < 0)
+		return n;
+	for (char *p = buf; *p;) {
+		char *end;
+		long pid = strtol(p, &end, 10);
+		if (end == p)
+			break;
+		p = end;
+		while (*p == '\n')
+			p++;
+		if (pid <= 0)
+			continue;
+		_cleanup_close_ int pidfd = (int)syscall(SYS_pidfd_open, (pid_t)pid, 0);
+		if (pidfd < 0)
+			continue; /* already gone */
+		if (!still_member((pid_t)pid, d, v2))
+			continue;
+		if (syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0) == 0)
+			count++;
+	}
+	return count;
+}
+
+int
+cgroup_kill_all(struct cgroup *cg)
+{
+	if (cg->has_kill && fd_write_file_at(cg->v2.dirfd, "cgroup.kill", "1") >= 0)
+		return 0;
+	int r = cgroup_signal_all(cg, SIGKILL);
+	return r < 0 ? r : 0;
+}
+
+int
+cgroup_is_empty(struct cgroup *cg)
+{
+	char buf[4096];
+	bool v2;
+	const struct cgroup_dir *d = member_dir(cg, &v2);
+	int n;
+
+	if (!d)
+		return 1;
+	if (v2) {
+		n = fd_read_file_at(d->dirfd, "cgroup.events", buf, sizeof(buf));
+		if (n < 0)
+			return n;
+		char *p = strstr(buf, "populated ");
+		return p && p[10] == '0' ? 1 : 0;
+	}
+	n = fd_read_file_at(d->dirfd, "cgroup.procs", buf, sizeof(buf));
+	if (n < 0)
+		return n;
+	return n == 0 ? 1 : 0;
+}
+
+int
+cgroup_events_fd(struct cgroup *cg)
+{
+	return cg->v2_events_fd >= 0 ? cg->v2_events_fd : -1;
+}
+
+static int
+read_key(int dirfd, const char *file, const char *key, uint64_t *ret)
+{
+	char buf[4096];
+	int n = fd_read_file_at(dirfd, file, buf, sizeof(buf));
+	if (n < 0)
+		return n;
+	size_t kl = strlen(key);
+	for (char *line = buf; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL)
+		if (strncmp(line, key, kl) == 0 && line[kl] == ' ') {
+			*ret = strtoull(line + kl + 1, NULL, 10);
+			return 0;
+		}
+	return -ENOENT;
+}
+
+int
+cgroup_oom_kills(struct cgroup *cg, uint64_t *ret)
+{
+	if (cg->v2_memory && cg->v2.dirfd >= 0)
+		return read_key(cg->v2.dirfd, "memory.events", "oom_kill", ret);
+	if (cg->v1[V1_MEMORY].dirfd >= 0)
+		return read_key(cg->v1[V1_MEMORY].dirfd, "memory.oom_control", "oom_kill", ret);
+	return -ENOENT;
+}
+
+int
+cgroup_pids_refused(struct cgroup *cg, uint64_t *ret)
+{
+	int fd = cg->v1[V1_PIDS].dirfd >= 0 ? cg->v1[V1_PIDS].dirfd : cg->v2.dirfd;
+	if (fd < 0)
+		return -ENOENT;
+	return read_key(fd, "pids.events", "max", ret);
+}
+
+int
+cgroup_destroy(struct cgroup *cg)
+{
+	int r = 0;
+
+	if (!cg)
+		return 0;
+	/* Bounded wait: 5 s for the kernel to finish killing what is left. */
+	for (int i = 0; i < 1000; i++) {
+		int e = cgroup_is_empty(cg);
+		if (e != 0)
+			break;
+		if (i % 50 == 0)
+			(void)cgroup_kill_all(cg);
+		if (cg->v2_events_fd >= 0) {
+			struct pollfd pfd = {.fd = cg->v2_events_fd, .events = POLLPRI};
+			(void)poll(&pfd, 1, 5);
+		} else {
+			struct timespec ts = {0, 5 * 1000 * 1000};
+			nanosleep(&ts, NULL);
+		}
+	}
+	if (cgroup_is_empty(cg) == 0)
+		r = -EBUSY;
+	remove_dirs(cg);
+	cgroup_free(cg);
+	return r;
+}
+
+const char *
+cgroup_path(const struct cgroup *cg)
+{
+	if (cg->v2.path)
+		return cg->v2.path;
+	for (int i = 0; i < _V1_MAX; i++)
+		if (cg->v1[i].path)
+			return cg->v1[i].path;
+	return "";
+}

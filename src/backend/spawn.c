@@ -1,0 +1,126 @@
+#include <sys/syscall.h>
+#include <sys/wait.h>
+
+#include <linux/sched.h>
+
+#include <errno.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "backend/spawn.h"
+#include "base/macro.h"
+
+int
+spawn_resolve(const char *name, const char *path, char *buf, size_t size)
+{
+	int err = -ENOENT;
+
+	if (!*name)
+		return -ENOENT;
+	if (strchr(name, '/')) {
+		if (strlen(name) >= size)
+			return -ENAMETOOLONG;
+		strcpy(buf, name);
+		return 0;
+	}
+	if (!path)
+		path = SPAWN_DEFAULT_PATH;
+	for (const char *p = path;; p++) {
+		const char *end = strchrnul(p, ':');
+		size_t dl = (size_t)(end - p);
+		int n = dl ? snprintf(buf, size, "%.*s/%s", (int)dl, p, name)
+			   : snprintf(buf, size, "%s", name);
+		if (n > 0 && (size_t)n < size) {
+			if (access(buf, X_OK) == 0)
+				return 0;
+			if (errno == EACCES && access(buf, F_OK) == 0)
+				err = -EACCES;
+		}
+		if (!*end)
+			break;
+		p = end;
+	}
+	return err;
+}
+
+pid_t
+spawn_clone(unsigned long flags, int cgroup_fd, int *ret_pidfd, bool *ret_into_cgroup)
+{
+	int pidfd = -1;
+	struct clone_args args = {
+		.flags = flags | CLONE_PIDFD,
+		.pidfd = (uint64_t)(uintptr_t)&pidfd,
+		.exit_signal = SIGCHLD,
+	};
+	if (cgroup_fd >= 0) {
+		args.flags |= CLONE_INTO_CGROUP;
+		args.cgroup = (uint64_t)cgroup_fd;
+	}
+	long pid = syscall(SYS_clone3, &args, sizeof(args));
+	if (pid < 0 && cgroup_fd >= 0 && errno != ENOSYS) {
+		/* Some cgroups refuse CLONE_INTO_CGROUP (e.g. v2 domain rules); join later. */
+		args.flags &= ~(uint64_t)CLONE_INTO_CGROUP;
+		args.cgroup = 0;
+		pid = syscall(SYS_clone3, &args, sizeof(args));
+		cgroup_fd = -1;
+	}
+	if (pid < 0 && errno == ENOSYS) {
+		/* Namespaces need clone3 here; plain children fall back to fork(). */
+		if (flags)
+			return -ENOSYS;
+		pid = fork();
+		if (pid == 0)
+			return 0;
+		if (pid > 0) {
+			pidfd = (int)syscall(SYS_pidfd_open, (pid_t)pid, 0);
+			if (pidfd < 0) {
+				int e = errno;
+				kill((pid_t)pid, SIGKILL);
+				(void)waitpid((pid_t)pid, NULL, 0);
+				return -e;
+			}
+		}
+		cgroup_fd = -1;
+	}
+	if (pid < 0)
+		return -errno;
+	if (pid == 0)
+		return 0;
+	*ret_pidfd = pidfd;
+	*ret_into_cgroup = cgroup_fd >= 0;
+	return (pid_t)pid;
+}
+
+void
+spawn_child_fail(int errfd, const char *step, int error)
+{
+	struct spawn_report rep = {.error = error};
+	size_t n = strlen(step);
+	if (n >= sizeof(rep.step))
+		n = sizeof(rep.step) - 1;
+	memcpy(rep.step, step, n);
+	(void)!write(errfd, &rep, sizeof(rep));
+	_exit(127);
+}
+
+int
+spawn_read_report(int errfd, struct spawn_report *ret)
+{
+	for (;;) {
+		ssize_t n = read(errfd, ret, sizeof(*ret));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return 0;
+		if (n != (ssize_t)sizeof(*ret))
+			return -EIO;
+		ret->step[sizeof(ret->step) - 1] = '\0';
+		return 1;
+	}
+}

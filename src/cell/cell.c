@@ -1,0 +1,991 @@
+#include <sys/epoll.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "base/fd.h"
+#include "base/log.h"
+#include "base/macro.h"
+#include "base/random.h"
+#include "base/timeutil.h"
+#include "cell/cell.h"
+#include "cell/timeout.h"
+#include "event/event.h"
+#include "secret/broker.h"
+
+enum cell_event {
+	CE_PREPARED,
+	CE_PREPARE_FAILED,
+	CE_SPAWNED,
+	CE_SPAWN_FAILED,
+	CE_EXITED,
+	CE_CAP_FIRED,
+	CE_STOP,
+	CE_GRACE_EXPIRED,
+	CE_EMPTY,
+	_CE_MAX,
+};
+
+/* Why the cell is being stopped, which decides exitCode and spawnError. */
+enum stop_cause {
+	STOP_NONE,
+	STOP_CAP,
+	STOP_RUNNER,
+};
+
+struct output {
+	struct cell *cell;
+	int rd;   /* pipe read end, owned */
+	int dest; /* runner's fd, borrowed */
+	struct loop_source *src;
+};
+
+struct cell {
+	struct loop *loop;
+	const struct cell_spec *spec;
+	const struct cell_config *cfg;
+	struct event_bus *bus;
+	cell_done_fn done;
+	void *userdata;
+
+	enum cell_state state;
+	char run_id[UUID_STR_LEN];
+	char name[SPEC_MAX_ID + 16];
+
+	struct secret_set *secrets;
+	struct redactor redactor;
+	char **envp;
+
+	struct backend_cell *bc;
+	int pidfd;
+	pid_t pid;
+	struct loop_source *pid_src;
+	struct loop_source *empty_src;
+	struct output out[2];
+
+	struct timeout_cap cap;
+	struct loop_timer *cap_timer;
+	struct loop_timer *grace_timer;
+	struct loop_timer *poll_timer;
+	uint64_t started_us, ended_us, deadline_us, cap_late_us;
+
+	enum stop_cause stop_cause;
+	int runner_signal;
+	bool forced;
+	bool main_reaped;
+	struct backend_exit exit;
+	bool spawn_failed;
+	struct backend_start_error spawn_err;
+	char reject_reason[512];
+	int exit_status;
+};
+
+typedef void (*cell_handler)(struct cell *c);
+
+static void dispatch(struct cell *c, enum cell_event ev);
+
+const char *
+cell_state_to_string(enum cell_state s)
+{
+	static const char *const names[_CELL_STATE_MAX] = {
+		[CELL_PENDING] = "pending",
+		[CELL_STARTING] = "starting",
+		[CELL_RUNNING] = "running",
+		[CELL_STOPPING] = "stopping",
+		[CELL_DESTROYING] = "destroying",
+		[CELL_DESTROYED] = "destroyed",
+		[CELL_REJECTED] = "rejected",
+	};
+	return s < _CELL_STATE_MAX ? names[s] : "?";
+}
+
+int
+cell_new(struct loop *loop, const struct cell_spec *spec, const struct cell_config *cfg,
+    struct event_bus *bus, cell_done_fn done, void *userdata, struct cell **ret)
+{
+	struct cell *c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	*c = (struct cell){.loop = loop, .spec = spec, .cfg = cfg, .bus = bus, .done = done,
+	    .userdata = userdata, .state = CELL_PENDING, .pidfd = -EBADF};
+	for (int i = 0; i < 2; i++)
+		c->out[i] = (struct output){.cell = c, .rd = -EBADF, .dest = -EBADF};
+	int r = uuid_v4(c->run_id);
+	if (r < 0) {
+		free(c);
+		return r;
+	}
+	snprintf(c->name, sizeof(c->name), "%s-%.8s", spec->id, c->run_id);
+	c->cap = timeout_effective(cfg->flag_timeout_ms, cfg->env_timeout_ms, spec->timeout_ms,
+	    spec->ttl_seconds);
+	*ret = c;
+	return 0;
+}
+
+enum cell_state
+cell_get_state(const struct cell *c)
+{
+	return c->state;
+}
+
+int
+cell_exit_status(const struct cell *c)
+{
+	return c->exit_status;
+}
+
+const char *
+cell_reject_reason(const struct cell *c)
+{
+	return c->state == CELL_REJECTED ? c->reject_reason : NULL;
+}
+
+static void
+emit(struct cell *c, const char *type, json_t *data)
+{
+	(void)event_bus_emit(c->bus, event_new(type, c->spec->id, data));
+}
+
+static const char *
+signal_name(int sig, char *buf, size_t size)
+{
+	const char *abbrev = sigabbrev_np(sig);
+	if (abbrev)
+		snprintf(buf, size, "SIG%s", abbrev);
+	else
+		snprintf(buf, size, "SIG%d", sig);
+	return buf;
+}
+
+/* --- output --- */
+
+static void
+output_close(struct output *o)
+{
+	loop_source_free(o->src);
+	o->src = NULL;
+	o->rd = safe_close(o->rd);
+}
+
+/* Copy what the pipe holds now to the runner's fd. Returns false at EOF or error. */
+static bool
+output_pump(struct output *o)
+{
+	char buf[65536];
+	for (int rounds = 0; rounds < 16; rounds++) {
+		ssize_t n = read(o->rd, buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return errno == EAGAIN;
+		if (n == 0)
+			return false;
+		int r = fd_write_all(o->dest, buf, (size_t)n);
+		if (r < 0 && r != -EPIPE)
+			log_debug("cannot copy workload output: %s", strerror(-r));
+	}
+	return true;
+}
+
+static void
+on_output(struct loop *l, int fd, uint32_t revents, void *userdata)
+{
+	(void)l, (void)fd, (void)revents;
+	struct output *o = userdata;
+	if (!output_pump(o))
+		output_close(o);
+}
+
+/* After the cell is empty no writer is left: copy the rest and close. */
+static void
+output_drain(struct output *o)
+{
+	while (o->rd >= 0 && output_pump(o)) {
+		/* output_pump stops at EAGAIN: with no writer left, that is the end */
+		char probe;
+		ssize_t n = read(o->rd, &probe, 1);
+		if (n == 1) {
+			(void)fd_write_all(o->dest, &probe, 1);
+			continue;
+		}
+		break;
+	}
+	output_close(o);
+}
+
+/* --- environment --- */
+
+static int
+build_env(struct cell *c)
+{
+	const struct cell_spec *s = c->spec;
+	size_t n = s->env.n + (s->secret_delivery == SPEC_SECRET_ENV ? c->secrets->n : 0);
+
+	c->envp = calloc(n + 1, sizeof(char *));
+	if (!c->envp)
+		return -ENOMEM;
+	size_t k = 0;
+	for (size_t i = 0; i < s->env.n; i++) {
+		if (asprintf(&c->envp[k], "%s=%s", s->env.v[i].key, s->env.v[i].value) < 0)
+			return -ENOMEM;
+		k++;
+	}
+	if (s->secret_delivery != SPEC_SECRET_ENV)
+		return 0;
+	for (size_t i = 0; i < c->secrets->n; i++) {
+		const struct secret *sec = &c->secrets->v[i];
+		for (size_t j = 0; j < s->env.n; j++)
+			if (strcmp(s->env.v[j].key, sec->env_name) == 0) {
+				snprintf(c->reject_reason, sizeof(c->reject_reason),
+				    "spec.run.env.%s: collides with the variable of secret '%s'",
+				    sec->env_name, sec->ref);
+				return -EEXIST;
+			}
+		if (memchr(sec->value, '\0', sec->len)) {
+			snprintf(c->reject_reason, sizeof(c->reject_reason),
+			    "secret '%s': a value with a NUL byte cannot be delivered as a variable",
+			    sec->ref);
+			return -EINVAL;
+		}
+		size_t len = strlen(sec->env_name) + 1 + sec->len + 1;
+		c->envp[k] = malloc(len);
+		if (!c->envp[k])
+			return -ENOMEM;
+		snprintf(c->envp[k], len, "%s=%s", sec->env_name, sec->value);
+		k++;
+	}
+	return 0;
+}
+
+static void
+free_env(struct cell *c)
+{
+	if (!c->envp)
+		return;
+	for (size_t i = 0; c->envp[i]; i++) {
+		explicit_bzero(c->envp[i], strlen(c->envp[i]));
+		free(c->envp[i]);
+	}
+	free(c->envp);
+	c->envp = NULL;
+}
+
+/* --- pending --- */
+
+static void
+reject(struct cell *c)
+{
+	emit(c, EV_CELL_REJECTED,
+	    json_pack("{s:s, s:s, s:s, s:s}", "cellId", c->spec->id, "specId", c->spec->id, "runId",
+		c->run_id, "reason", c->reject_reason));
+	c->state = CELL_REJECTED;
+	c->exit_status = 125;
+	if (c->done)
+		c->done(c, c->userdata);
+}
+
+static int
+prepare(struct cell *c)
+{
+	char err[256] = "";
+	int r;
+
+	r = secret_resolve(&c->spec->secret_refs, err, sizeof(err), &c->secrets);
+	if (r < 0) {
+		snprintf(c->reject_reason, sizeof(c->reject_reason), "%s", err);
+		return r;
+	}
+	c->redactor = (struct redactor){.values = c->secrets->values,
+	    .lengths = c->secrets->lengths, .n = c->secrets->n};
+	c->bus->redactor = &c->redactor;
+
+	r = build_env(c);
+	if (r < 0) {
+		if (!c->reject_reason[0])
+			snprintf(c->reject_reason, sizeof(c->reject_reason), "%s", strerror(-r));
+		return r;
+	}
+
+	struct backend_prepare_args args = {
+		.spec = c->spec,
+		.cell_name = c->name,
+		.cgroup_parent = c->cfg->cgroup_parent,
+		.secret_values = c->secrets->values,
+		.secret_lengths = c->secrets->lengths,
+	};
+	struct backend_prepare_result res = {0};
+	r = c->cfg->backend->prepare(&args, &res, &c->bc);
+	if (r < 0) {
+		snprintf(c->reject_reason, sizeof(c->reject_reason), "backend %s: %s",
+		    c->cfg->backend->name, res.error[0] ? res.error : strerror(-r));
+		return r;
+	}
+	if (res.n_degraded > 0 && c->cfg->profile == BACKEND_PROFILE_HARDENED) {
+		snprintf(c->reject_reason, sizeof(c->reject_reason),
+		    "%s: not enforceable by backend %s: %s (profile hardened refuses it)",
+		    res.degraded[0].item, c->cfg->backend->name, res.degraded[0].reason);
+		c->cfg->backend->destroy(c->bc);
+		c->bc = NULL;
+		return -EPERM;
+	}
+	for (size_t i = 0; i < res.n_degraded; i++) {
+		log_warn("%s: not enforced by backend %s: %s", res.degraded[i].item,
+		    c->cfg->backend->name, res.degraded[i].reason);
+		emit(c, EV_CELL_DEGRADED,
+		    json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "cellId", c->spec->id, "runId",
+			c->run_id, "item", res.degraded[i].item, "reason", res.degraded[i].reason,
+			"backend", c->cfg->backend->name, "profile",
+			backend_profile_to_string(c->cfg->profile)));
+	}
+	return 0;
+}
+
+/* --- starting --- */
+
+static void on_pidfd(struct loop *l, int fd, uint32_t revents, void *userdata);
+static void on_empty_fd(struct loop *l, int fd, uint32_t revents, void *userdata);
+static void on_cap(struct loop *l, struct loop_timer *t, void *userdata);
+
+static int
+open_output(struct cell *c, int i, int dest, int *ret_wr)
+{
+	int p[2];
+	if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0)
+		return -errno;
+	/* The workload's end must block like an ordinary stdout. */
+	fd_set_nonblock(p[1], false);
+	c->out[i].rd = p[0];
+	c->out[i].dest = dest;
+	*ret_wr = p[1];
+	return loop_add_io(c->loop, p[0], EPOLLIN, on_output, &c->out[i], &c->out[i].src);
+}
+
+static void
+enter_starting(struct cell *c)
+{
+	const struct cell_spec *s = c->spec;
+	_cleanup_close_ int devnull = -EBADF, out_wr = -EBADF, err_wr = -EBADF;
+	int r;
+
+	c->state = CELL_STARTING;
+	emit(c, EV_CELL_STARTED,
+	    json_pack("{s:s, s:s, s:s, s:s}", "cellId", s->id, "specId", s->id, "runId", c->run_id,
+		"backend", c->cfg->backend->name));
+
+	devnull = fd_open_devnull();
+	r = devnull;
+	if (r >= 0)
+		r = open_output(c, 0, c->cfg->out_fd, &out_wr);
+	if (r >= 0)
+		r = open_output(c, 1, c->cfg->err_fd, &err_wr);
+	if (r < 0) {
+		c->spawn_failed = true;
+		c->spawn_err = (struct backend_start_error){.error = -r};
+		snprintf(c->spawn_err.step, sizeof(c->spawn_err.step), "stdio");
+		dispatch(c, CE_SPAWN_FAILED);
+		return;
+	}
+
+	struct backend_start_args args = {
+		.argv = (const char *const *)s->argv.v,
+		.envp = (const char *const *)c->envp,
+		.cwd = s->cwd,
+		.stdin_fd = devnull,
+		.stdout_fd = out_wr,
+		.stderr_fd = err_wr,
+	};
+	c->started_us = now_mono_us();
+	r = c->cfg->backend->start(c->bc, &args, &c->spawn_err, &c->pid);
+	if (r < 0) {
+		c->spawn_failed = true;
+		if (!c->spawn_err.error) {
+			c->spawn_err.error = -r;
+			snprintf(c->spawn_err.step, sizeof(c->spawn_err.step), "start");
+		}
+		dispatch(c, CE_SPAWN_FAILED);
+		return;
+	}
+	c->pidfd = r;
+	dispatch(c, CE_SPAWNED);
+}
+
+/* --- running --- */
+
+static void
+watch_empty(struct cell *c)
+{
+	uint32_t events = 0;
+	int fd = c->cfg->backend->empty_fd(c->bc, &events);
+	if (fd >= 0 && !c->empty_src)
+		(void)loop_add_io(c->loop, fd, events | EPOLLET, on_empty_fd, c, &c->empty_src);
+}
+
+static void
+enter_running(struct cell *c)
+{
+	int r;
+
+	c->state = CELL_RUNNING;
+	r = loop_add_io(c->loop, c->pidfd, EPOLLIN, on_pidfd, c, &c->pid_src);
+	if (r < 0)
+		log_error("cannot watch the workload: %s", strerror(-r));
+	watch_empty(c);
+	if (c->cap.source != TIMEOUT_NONE) {
+		c->deadline_us = c->started_us + c->cap.ms * USEC_PER_MSEC;
+		r = loop_add_timer(c->loop, c->deadline_us, on_cap, c, &c->cap_timer);
+		if (r < 0)
+			log_error("cannot arm the timeout: %s", strerror(-r));
+	}
+	log_debug("cell %s running as pid %d", c->name, (int)c->pid);
+}
+
+static void
+on_pidfd(struct loop *l, int fd, uint32_t revents, void *userdata)
+{
+	(void)l, (void)fd, (void)revents;
+	struct cell *c = userdata;
+	if (c->main_reaped)
+		return;
+	int r = c->cfg->backend->reap(c->bc, c->pidfd, &c->exit);
+	if (r == -EAGAIN)
+		return;
+	if (r < 0) {
+		log_error("cannot collect the workload's exit status: %s", strerror(-r));
+		c->exit = (struct backend_exit){.signaled = true, .status = SIGKILL};
+	}
+	c->main_reaped = true;
+	c->ended_us = now_mono_us();
+	loop_source_free(c->pid_src);
+	c->pid_src = NULL;
+	c->pidfd = safe_close(c->pidfd);
+	dispatch(c, CE_EXITED);
+}
+
+static void
+on_cap(struct loop *l, struct loop_timer *t, void *userdata)
+{
+	(void)l, (void)t;
+	struct cell *c = userdata;
+	c->cap_timer = NULL; /* fired timers are freed by the loop */
+	c->cap_late_us = now_mono_us() - c->deadline_us;
+	dispatch(c, CE_CAP_FIRED);
+}
+
+static void
+check_empty(struct cell *c)
+{
+	if (c->cfg->backend->is_empty(c->bc) == 1)
+		dispatch(c, CE_EMPTY);
+}
+
+static void
+on_empty_fd(struct loop *l, int fd, uint32_t revents, void *userdata)
+{
+	(void)l, (void)fd, (void)revents;
+	check_empty(userdata);
+}
+
+static void
+on_poll(struct loop *l, struct loop_timer *t, void *userdata)
+{
+	(void)l, (void)t;
+	struct cell *c = userdata;
+	c->poll_timer = NULL;
+	check_empty(c);
+	/* Without a notification fd, look again every 10 ms while waiting for the end. */
+	if ((c->state == CELL_STOPPING || c->state == CELL_DESTROYING) && !c->empty_src &&
+	    !c->poll_timer)
+		(void)loop_add_timer(c->loop, now_mono_us() + 10 * USEC_PER_MSEC, on_poll, c,
+		    &c->poll_timer);
+}
+
+static void
+poll_if_needed(struct cell *c)
+{
+	if (!c->empty_src && !c->poll_timer)
+		(void)loop_add_timer(c->loop, now_mono_us() + 10 * USEC_PER_MSEC, on_poll, c,
+		    &c->poll_timer);
+}
+
+/* --- stopping --- */
+
+static void
+on_grace(struct loop *l, struct loop_timer *t, void *userdata)
+{
+	(void)l, (void)t;
+	struct cell *c = userdata;
+	c->grace_timer = NULL;
+	dispatch(c, CE_GRACE_EXPIRED);
+}
+
+static void
+kill_now(struct cell *c)
+{
+	c->forced = true;
+	int r = c->cfg->backend->kill_all(c->bc);
+	if (r < 0)
+		log_error("cannot kill cell %s: %s", c->name, strerror(-r));
+	check_empty(c);
+}
+
+static void
+enter_stopping(struct cell *c)
+{
+	c->state = CELL_STOPPING;
+	loop_timer_free(c->cap_timer);
+	c->cap_timer = NULL;
+
+	/* The top process first, through its pidfd, then every member of the cell. */
+	if (c->pidfd >= 0)
+		(void)syscall(SYS_pidfd_send_signal, c->pidfd, SIGTERM, NULL, 0);
+	int r = c->cfg->backend->signal_all(c->bc, SIGTERM);
+	if (r < 0)
+		log_debug("cannot signal cell %s: %s", c->name, strerror(-r));
+	if (c->stop_cause == STOP_CAP)
+		log_debug("cap fired: late_us=%llu signalled_us=%llu",
+		    (unsigned long long)c->cap_late_us,
+		    (unsigned long long)(now_mono_us() - c->deadline_us));
+	r = loop_add_timer(c->loop, now_mono_us() + c->cfg->grace_ms * USEC_PER_MSEC, on_grace, c,
+	    &c->grace_timer);
+	if (r < 0)
+		kill_now(c);
+	poll_if_needed(c);
+	check_empty(c);
+}
+
+static void
+stop_for_cap(struct cell *c)
+{
+	c->stop_cause = STOP_CAP;
+	enter_stopping(c);
+}
+
+static void
+stop_for_runner(struct cell *c)
+{
+	if (c->stop_cause == STOP_NONE)
+		c->stop_cause = STOP_RUNNER;
+	enter_stopping(c);
+}
+
+static void enter_destroying(struct cell *c);
+
+static void
+stopping_exited(struct cell *c)
+{
+	check_empty(c);
+}
+
+static void
+stopping_empty(struct cell *c)
+{
+	if (c->main_reaped)
+		enter_destroying(c);
+	/* else: the pidfd becomes readable right after; CE_EXITED follows */
+}
+
+static void
+stopping_again(struct cell *c)
+{
+	/* A second stop request (or the grace running out): no more waiting. */
+	kill_now(c);
+}
+
+/* --- destroying --- */
+
+static void finish(struct cell *c);
+
+static void
+emit_completed(struct cell *c)
+{
+	char spawn_error[512] = "", sig[32];
+	json_t *signal = json_null();
+	json_int_t code;
+
+	if (c->spawn_failed) {
+		code = -1;
+		if (strcmp(c->spawn_err.step, "exec") == 0)
+			snprintf(spawn_error, sizeof(spawn_error), "spawn failed: exec %s: %s",
+			    c->spec->argv.v[0], strerror(c->spawn_err.error));
+		else
+			snprintf(spawn_error, sizeof(spawn_error), "spawn failed: %s: %s",
+			    c->spawn_err.step, strerror(c->spawn_err.error));
+	} else {
+		if (c->exit.signaled)
+			signal = json_string(signal_name(c->exit.status, sig, sizeof(sig)));
+		if (c->stop_cause == STOP_CAP) {
+			code = -1;
+			timeout_message(&c->cap, c->spec->ttl_seconds, spawn_error,
+			    sizeof(spawn_error));
+		} else if (c->stop_cause == STOP_RUNNER) {
+			code = -1;
+			snprintf(spawn_error, sizeof(spawn_error), "cell stopped: cellvisor received %s",
+			    signal_name(c->runner_signal, sig, sizeof(sig)));
+		} else
+			code = c->exit.signaled ? 128 + c->exit.status : c->exit.status;
+	}
+	uint64_t end = c->ended_us ? c->ended_us : now_mono_us();
+	uint64_t duration = c->started_us ? (end - c->started_us) / USEC_PER_MSEC : 0;
+
+	emit(c, EV_CELL_COMPLETED,
+	    json_pack("{s:s, s:s, s:I, s:o, s:o, s:I, s:b}", "cellId", c->spec->id, "runId",
+		c->run_id, "exitCode", code, "signal", signal, "spawnError",
+		spawn_error[0] ? json_string(spawn_error) : json_null(), "durationMs",
+		(json_int_t)duration, "oomKilled", c->exit.oom_killed));
+
+	/* The runner's exit status (DESIGN.md §5). */
+	if (c->spawn_failed) {
+		int e = c->spawn_err.error;
+		if (strcmp(c->spawn_err.step, "exec") == 0)
+			c->exit_status = e == ENOENT ? 127 : 126;
+		else
+			c->exit_status = 125;
+	} else if (c->stop_cause == STOP_CAP)
+		c->exit_status = 124;
+	else if (c->stop_cause == STOP_RUNNER)
+		c->exit_status = 128 + c->runner_signal;
+	else
+		c->exit_status = (int)code;
+}
+
+static void
+enter_destroying(struct cell *c)
+{
+	c->state = CELL_DESTROYING;
+	loop_timer_free(c->cap_timer);
+	c->cap_timer = NULL;
+	loop_timer_free(c->grace_timer);
+	c->grace_timer = NULL;
+	if (c->stop_cause == STOP_CAP)
+		log_debug("cell empty: after_deadline_us=%llu",
+		    (unsigned long long)(now_mono_us() - c->deadline_us));
+	emit_completed(c);
+
+	if (!c->bc) {
+		finish(c);
+		return;
+	}
+	/* Whatever the workload left behind (double-forked, setsid) goes now. */
+	if (c->cfg->backend->is_empty(c->bc) == 1) {
+		finish(c);
+		return;
+	}
+	kill_now(c);
+	if (c->state == CELL_DESTROYING) {
+		watch_empty(c);
+		poll_if_needed(c);
+	}
+}
+
+static void
+destroying_empty(struct cell *c)
+{
+	finish(c);
+}
+
+/* Copy one artifact out of the cell into <export_dir>/<cellId>/<name>. */
+static int
+export_one(struct cell *c, const struct spec_artifact *a, uint64_t *ret_bytes,
+    char ret_sha[65], char *err, size_t err_size)
+{
+	_cleanup_close_ int src = -EBADF, dirfd = -EBADF, celldir = -EBADF, dst = -EBADF;
+	struct stat st;
+	int r;
+
+	if (!c->cfg->export_dir) {
+		snprintf(err, err_size, "no export directory (set --export-dir or CELLOS_EXPORT_DIR)");
+		return -EINVAL;
+	}
+	if (!c->cfg->backend->open_artifact) {
+		snprintf(err, err_size, "backend %s cannot export files", c->cfg->backend->name);
+		return -EOPNOTSUPP;
+	}
+	r = c->cfg->backend->open_artifact(c->bc, a->path, &src);
+	if (r < 0) {
+		snprintf(err, err_size, "%s: %s", a->path,
+		    r == -ELOOP ? "a symlink is refused" : strerror(-r));
+		return r;
+	}
+	if (fstat(src, &st) < 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(err, err_size, "%s: not a regular file", a->path);
+		return -EINVAL;
+	}
+	if ((uint64_t)st.st_size > CELL_EXPORT_MAX_BYTES) {
+		snprintf(err, err_size, "%s: larger than %llu bytes", a->path,
+		    (unsigned long long)CELL_EXPORT_MAX_BYTES);
+		return -EFBIG;
+	}
+	fd_set_nonblock(src, false);
+	dirfd = open(c->cfg->export_dir, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+	if (dirfd < 0) {
+		r = -errno;
+		snprintf(err, err_size, "export directory %s: %s", c->cfg->export_dir, strerror(-r));
+		return r;
+	}
+	if (mkdirat(dirfd, c->spec->id, 0755) < 0 && errno != EEXIST) {
+		r = -errno;
+		snprintf(err, err_size, "cannot create %s/%s: %s", c->cfg->export_dir, c->spec->id,
+		    strerror(-r));
+		return r;
+	}
+	celldir = openat(dirfd, c->spec->id, O_DIRECTORY | O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (celldir < 0) {
+		r = -errno;
+		snprintf(err, err_size, "cannot open %s/%s: %s", c->cfg->export_dir, c->spec->id,
+		    strerror(-r));
+		return r;
+	}
+	char tmp[300];
+	snprintf(tmp, sizeof(tmp), ".%s.%.8s.partial", a->name, c->run_id);
+	dst = openat(celldir, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+	if (dst < 0) {
+		r = -errno;
+		snprintf(err, err_size, "cannot create %s: %s", tmp, strerror(-r));
+		return r;
+	}
+	crypto_hash_sha256_state h;
+	crypto_hash_sha256_init(&h);
+	uint64_t total = 0;
+	char buf[65536];
+	for (;;) {
+		ssize_t n = read(src, buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			r = -errno;
+			snprintf(err, err_size, "%s: read: %s", a->path, strerror(-r));
+			goto fail;
+		}
+		if (n == 0)
+			break;
+		total += (uint64_t)n;
+		if (total > CELL_EXPORT_MAX_BYTES) {
+			r = -EFBIG;
+			snprintf(err, err_size, "%s: larger than %llu bytes", a->path,
+			    (unsigned long long)CELL_EXPORT_MAX_BYTES);
+			goto fail;
+		}
+		crypto_hash_sha256_update(&h, (const unsigned char *)buf, (unsigned long long)n);
+		r = fd_write_all(dst, buf, (size_t)n);
+		if (r < 0) {
+			snprintf(err, err_size, "write %s: %s", a->name, strerror(-r));
+			goto fail;
+		}
+	}
+	if (fsync(dst) < 0) {
+		r = -errno;
+		snprintf(err, err_size, "fsync %s: %s", a->name, strerror(-r));
+		goto fail;
+	}
+	if (renameat(celldir, tmp, celldir, a->name) < 0) {
+		r = -errno;
+		snprintf(err, err_size, "rename to %s: %s", a->name, strerror(-r));
+		goto fail;
+	}
+	unsigned char digest[crypto_hash_sha256_BYTES];
+	crypto_hash_sha256_final(&h, digest);
+	for (size_t i = 0; i < sizeof(digest); i++)
+		snprintf(ret_sha + 2 * i, 3, "%02x", digest[i]);
+	*ret_bytes = total;
+	return 0;
+fail:
+	(void)unlinkat(celldir, tmp, 0);
+	return r;
+}
+
+static void
+run_exports(struct cell *c)
+{
+	for (size_t i = 0; i < c->spec->n_artifacts; i++) {
+		const struct spec_artifact *a = &c->spec->artifacts[i];
+		char err[512] = "", sha[65] = "";
+		uint64_t bytes = 0;
+		int r = export_one(c, a, &bytes, sha, err, sizeof(err));
+		if (r < 0) {
+			if (!err[0])
+				snprintf(err, sizeof(err), "%s", strerror(-r));
+			log_warn("export %s failed: %s", a->name, err);
+			emit(c, EV_CELL_EXPORT_FAIL,
+			    json_pack("{s:s, s:s, s:s, s:s, s:s}", "cellId", c->spec->id, "runId",
+				c->run_id, "name", a->name, "path", a->path, "error", err));
+		} else
+			emit(c, EV_CELL_EXPORTED,
+			    json_pack("{s:s, s:s, s:s, s:s, s:I, s:s}", "cellId", c->spec->id, "runId",
+				c->run_id, "name", a->name, "path", a->path, "bytes", (json_int_t)bytes,
+				"sha256", sha));
+	}
+}
+
+static void
+finish(struct cell *c)
+{
+	const struct cell_spec *s = c->spec;
+	int r;
+
+	loop_timer_free(c->poll_timer);
+	c->poll_timer = NULL;
+	loop_source_free(c->empty_src);
+	c->empty_src = NULL;
+	for (int i = 0; i < 2; i++)
+		output_drain(&c->out[i]);
+
+	if (c->bc)
+		run_exports(c);
+	if (c->bc) {
+		r = c->cfg->backend->destroy(c->bc);
+		c->bc = NULL;
+		if (r < 0)
+			log_error("cell %s: teardown incomplete: %s", c->name, strerror(-r));
+	}
+
+	json_int_t cmd_code = c->spawn_failed || c->stop_cause != STOP_NONE
+	    ? -1
+	    : (c->exit.signaled ? 128 + c->exit.status : c->exit.status);
+	emit(c, EV_CELL_COMPLIANCE,
+	    json_pack("{s:s, s:s, s:s, s:o, s:I, s:s, s:I, s:O}", "cellId", s->id, "specId", s->id,
+		"runId", c->run_id, "lifetimeTtlSeconds",
+		s->ttl_seconds ? json_integer((json_int_t)s->ttl_seconds) : json_null(),
+		"egressRuleCount", (json_int_t)s->n_egress_rules, "secretDeliveryMode",
+		spec_secret_delivery_to_string(s->secret_delivery), "commandExitCode", cmd_code,
+		"correlation", s->correlation ? s->correlation : json_null()));
+
+	if (s->secret_refs.n > 0) {
+		json_t *refs = json_array();
+		for (size_t i = 0; i < s->secret_refs.n; i++)
+			json_array_append_new(refs, json_string(s->secret_refs.v[i]));
+		emit(c, EV_CELL_REVOKED,
+		    json_pack("{s:s, s:s, s:o}", "cellId", s->id, "runId", c->run_id, "secretRefs",
+			refs));
+	}
+
+	bool ok = !c->spawn_failed && c->stop_cause == STOP_NONE && !c->exit.signaled &&
+	    c->exit.status == 0;
+	emit(c, EV_CELL_DESTROYED,
+	    json_pack("{s:s, s:s, s:s, s:s}", "cellId", s->id, "runId", c->run_id, "outcome",
+		ok ? "succeeded" : "failed", "terminalState", c->forced ? "forced" : "clean"));
+	c->state = CELL_DESTROYED;
+	if (c->done)
+		c->done(c, c->userdata);
+}
+
+/* --- the table --- */
+
+static void
+ignore(struct cell *c)
+{
+	(void)c;
+}
+
+static void
+spawn_failed(struct cell *c)
+{
+	enter_destroying(c);
+}
+
+static void
+exited_while_running(struct cell *c)
+{
+	enter_destroying(c);
+}
+
+static const cell_handler transitions[_CELL_STATE_MAX][_CE_MAX] = {
+	[CELL_PENDING] = {
+		[CE_PREPARED] = enter_starting,
+		[CE_PREPARE_FAILED] = reject,
+	},
+	[CELL_STARTING] = {
+		[CE_SPAWNED] = enter_running,
+		[CE_SPAWN_FAILED] = spawn_failed,
+		[CE_STOP] = ignore, /* the runner's loop has not run yet */
+	},
+	[CELL_RUNNING] = {
+		[CE_EXITED] = exited_while_running,
+		[CE_CAP_FIRED] = stop_for_cap,
+		[CE_STOP] = stop_for_runner,
+		[CE_EMPTY] = ignore, /* the top process's exit follows */
+	},
+	[CELL_STOPPING] = {
+		[CE_EXITED] = stopping_exited,
+		[CE_EMPTY] = stopping_empty,
+		[CE_GRACE_EXPIRED] = stopping_again,
+		[CE_STOP] = stopping_again,
+		[CE_CAP_FIRED] = ignore,
+	},
+	[CELL_DESTROYING] = {
+		[CE_EMPTY] = destroying_empty,
+		[CE_STOP] = ignore,
+		[CE_EXITED] = ignore,
+		[CE_GRACE_EXPIRED] = ignore,
+	},
+	[CELL_DESTROYED] = {
+		[CE_STOP] = ignore,
+		[CE_EMPTY] = ignore,
+	},
+	[CELL_REJECTED] = {
+		[CE_STOP] = ignore,
+	},
+};
+
+static void
+dispatch(struct cell *c, enum cell_event ev)
+{
+	cell_handler h = transitions[c->state][ev];
+	if (!h) {
+		log_debug("cell %s: event %d ignored in state %s", c->name, ev,
+		    cell_state_to_string(c->state));
+		return;
+	}
+	h(c);
+}
+
+void
+cell_run(struct cell *c)
+{
+	if (prepare(c) < 0) {
+		dispatch(c, CE_PREPARE_FAILED);
+		return;
+	}
+	dispatch(c, CE_PREPARED);
+}
+
+void
+cell_stop(struct cell *c, int sig)
+{
+	if (c->stop_cause == STOP_NONE) {
+		c->stop_cause = STOP_RUNNER;
+		c->runner_signal = sig;
+	}
+	dispatch(c, CE_STOP);
+}
+
+void
+cell_free(struct cell *c)
+{
+	if (!c)
+		return;
+	loop_timer_free(c->cap_timer);
+	loop_timer_free(c->grace_timer);
+	loop_timer_free(c->poll_timer);
+	loop_source_free(c->pid_src);
+	loop_source_free(c->empty_src);
+	for (int i = 0; i < 2; i++)
+		output_close(&c->out[i]);
+	safe_close(c->pidfd);
+	if (c->bc)
+		c->cfg->backend->destroy(c->bc);
+	free_env(c);
+	if (c->bus && c->bus->redactor == &c->redactor)
+		c->bus->redactor = NULL;
+	secret_set_free(c->secrets);
+	free(c);
+}

@@ -85,6 +85,7 @@ struct cell {
 	bool spawn_failed;
 	struct backend_start_error spawn_err;
 	char reject_reason[512];
+	char failure[512]; /* spawnError of the completed event, or empty */
 	int exit_status;
 };
 
@@ -140,6 +141,12 @@ int
 cell_exit_status(const struct cell *c)
 {
 	return c->exit_status;
+}
+
+const char *
+cell_failure(const struct cell *c)
+{
+	return c->failure[0] ? c->failure : NULL;
 }
 
 const char *
@@ -635,6 +642,7 @@ emit_completed(struct cell *c)
 	uint64_t end = c->ended_us ? c->ended_us : now_mono_us();
 	uint64_t duration = c->started_us ? (end - c->started_us) / USEC_PER_MSEC : 0;
 
+	snprintf(c->failure, sizeof(c->failure), "%s", spawn_error);
 	emit(c, EV_CELL_COMPLETED,
 	    json_pack("{s:s, s:s, s:I, s:o, s:o, s:I, s:b}", "cellId", c->spec->id, "runId",
 		c->run_id, "exitCode", code, "signal", signal, "spawnError",

@@ -64,5 +64,8 @@ const char *cell_state_to_string(enum cell_state s);
 /* The runner's exit status per DESIGN.md §5, valid once destroyed or rejected. */
 int cell_exit_status(const struct cell *c);
 
+/* The spawnError of a completed cell (spawn failure, cap, stop), or NULL. */
+const char *cell_failure(const struct cell *c);
+
 /* The one-line reason a rejected cell gives (no secret values), or NULL. */
 const char *cell_reject_reason(const struct cell *c);

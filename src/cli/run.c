@@ -57,7 +57,9 @@ on_signal(struct loop *l, const struct signalfd_siginfo *si, void *userdata)
 	struct runner *r = userdata;
 	int sig = (int)si->ssi_signo;
 	if (r->signals_seen++ == 0)
-		log_info("received %s, stopping the cell", sigabbrev_np(sig) ? sigabbrev_np(sig) : "signal");
+		log_info("received SIG%s, stopping the cell", sigabbrev_np(sig) ? sigabbrev_np(sig) : "?");
+	else
+		log_info("received SIG%s again, killing the cell", sigabbrev_np(sig) ? sigabbrev_np(sig) : "?");
 	cell_stop(r->cell, sig);
 }
 
@@ -290,6 +292,11 @@ cmd_run(int argc, char **argv)
 	}
 	if (cell_get_state(runner.cell) == CELL_REJECTED)
 		log_error("%s", cell_reject_reason(runner.cell));
+	else if (cell_failure(runner.cell) && (status == EXIT_CANNOT || status == EXIT_NOEXEC ||
+						  status == EXIT_NOTFOUND))
+		log_error("%s", cell_failure(runner.cell));
+	else if (cell_failure(runner.cell))
+		log_info("%s", cell_failure(runner.cell));
 
 	cell_free(runner.cell);
 	loop_free(runner.loop);

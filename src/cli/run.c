@@ -145,7 +145,7 @@ cmd_run(int argc, char **argv)
 	const char *arg_events = NULL, *arg_backend = NULL, *arg_profile = NULL;
 	const char *arg_export_dir = NULL, *arg_cgroup_parent = NULL;
 	uint64_t arg_timeout = 0, arg_grace = CELL_DEFAULT_GRACE_MS;
-	struct cell_spec *spec = NULL;
+	_cleanup_(spec_freep) struct cell_spec *spec = NULL;
 	int c, r;
 
 	optind = 1;
@@ -243,7 +243,6 @@ cmd_run(int argc, char **argv)
 
 	if (cli_load_spec(argv[optind], false, &spec) < 0)
 		return EXIT_CANNOT;
-	_cleanup_(spec_freep) struct cell_spec *spec_owned = spec;
 
 	/* A workload that closes its end must not kill us with SIGPIPE. */
 	signal(SIGPIPE, SIG_IGN);

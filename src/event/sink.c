@@ -107,7 +107,8 @@ sink_close(struct sink *s)
 	if (!s)
 		return 0;
 	if (s->kind == SINK_FILE) {
-		if (fsync(s->fd) < 0)
+		/* fsync of a character device (/dev/null) or a pipe is EINVAL: nothing to flush. */
+		if (fsync(s->fd) < 0 && errno != EINVAL && errno != EROFS)
 			r = -errno;
 		if (close(s->fd) < 0 && r == 0 && errno != EINTR)
 			r = -errno;

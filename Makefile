@@ -49,7 +49,7 @@ fuzz-replay: all
 
 integration: all
 	CELLVISOR_BIN=$(abspath $(BUILD))/cellvisor CELLVISOR_TESTDATA=$(TESTDATA) \
-	    $(PYTEST) -q tests/integration
+	    $(PYTEST) tests/integration
 
 check: deps
 	$(MAKE) all

@@ -106,7 +106,8 @@ secret_resolve(const struct spec_strv *refs, char *err, size_t err_size, struct 
 			return -ENOENT;
 		}
 		if (strcmp(broker, "file") != 0) {
-			snprintf(err, err_size, "CELLOS_BROKER: unknown broker (known: file)");
+			snprintf(err, err_size, "CELLOS_BROKER: unknown broker '%.64s' (known: file)",
+			    broker);
 			secret_set_free(s);
 			return -EINVAL;
 		}

@@ -707,7 +707,7 @@ parse_spec(struct vctx *c, json_t *sp)
 	if (!v)
 		verr(c, "spec.id", "required field is missing");
 	else {
-		const char *id = get_string(c, v, "spec.id", 1024, false);
+		const char *id = get_string(c, v, "spec.id", 1024, true);
 		if (id && !spec_id_is_valid(id))
 			verr(c, "spec.id",
 			    "must be 1-64 characters of [A-Za-z0-9._-], not starting with '.' or '-'");

@@ -2,14 +2,16 @@
  * caps.c - see caps.h. Everything here runs between fork and execve: raw syscalls only,
  * no allocation, no stdio, no libcap.
  */
-#include "backend/sandbox/caps.h"
-
-#include <errno.h>
-#include <linux/capability.h>
-#include <linux/securebits.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+
+#include <linux/capability.h>
+#include <linux/securebits.h>
+
+#include <errno.h>
 #include <unistd.h>
+
+#include "backend/sandbox/caps.h"
 
 /*
  * NOROOT: an exec by uid 0 (or of a setuid-root file) does not fill the permitted set.
@@ -21,8 +23,8 @@
  */
 #define SB_SECUREBITS                                                                              \
 	(SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_NO_SETUID_FIXUP |                           \
-	 SECBIT_NO_SETUID_FIXUP_LOCKED | SECBIT_KEEP_CAPS_LOCKED | SECBIT_NO_CAP_AMBIENT_RAISE |    \
-	 SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED)
+	 SECBIT_NO_SETUID_FIXUP_LOCKED | SECBIT_KEEP_CAPS_LOCKED |                                 \
+	 SECBIT_NO_CAP_AMBIENT_RAISE | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED)
 
 /* capset(2) v3 carries two 32-bit words per set, so no capability number reaches 64. */
 #define SB_CAP_LIMIT 64
@@ -34,7 +36,8 @@ set_securebits(void)
 	if (old < 0)
 		return -errno;
 
-	unsigned long want = ((unsigned long)old | SB_SECUREBITS) & ~(unsigned long)SECBIT_KEEP_CAPS;
+	unsigned long want = (unsigned long)old | SB_SECUREBITS;
+	want &= ~(unsigned long)SECBIT_KEEP_CAPS;
 	/* Already done (a second call, maybe after setresuid dropped CAP_SETPCAP). */
 	if ((unsigned long)old == want)
 		return 0;

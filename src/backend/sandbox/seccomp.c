@@ -5,23 +5,24 @@
  * sb_seccomp_build() runs in the parent and may allocate; sb_seccomp_install() runs in the
  * forked child and makes raw syscalls only.
  */
-#include "backend/sandbox/seccomp.h"
-
-#include <errno.h>
-#include <linux/seccomp.h>
-#include <sched.h>
-#include <seccomp.h>
-#include <stdbool.h>
-#include <stdint.h>
-#include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/personality.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+
+#include <linux/seccomp.h>
+
+#include <errno.h>
+#include <sched.h>
+#include <seccomp.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
 #include <unistd.h>
 
+#include "backend/sandbox/seccomp.h"
 #include "base/macro.h"
 
 /*
@@ -132,7 +133,8 @@ static const uint64_t ns_flags[] = {
 static const uint64_t deny_ioctls[] = {TIOCSTI, TIOCLINUX};
 
 /* personality() flags that weaken memory protections for what the workload execs. */
-#define PERSONALITY_DENY (READ_IMPLIES_EXEC | MMAP_PAGE_ZERO | ADDR_NO_RANDOMIZE | ADDR_COMPAT_LAYOUT)
+#define PERSONALITY_DENY                                                                           \
+	(READ_IMPLIES_EXEC | MMAP_PAGE_ZERO | ADDR_NO_RANDOMIZE | ADDR_COMPAT_LAYOUT)
 /* personality(0xffffffff) only queries; it must stay allowed although every bit is set. */
 #define PERSONALITY_QUERY 0xffffffffu
 
@@ -284,10 +286,9 @@ fill_prefix(struct sock_filter *p, uint32_t native_arch, unsigned first_unaudite
 	                                                 JUMP(P_IS_UNAUDITED, P_LEN));
 	p[P_IS_FOREIGN] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, NR_FOREIGN_BASE,
 	                                               JUMP(P_IS_FOREIGN, P_LEN), 0);
-	p[P_RET_ENOSYS] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K,
-	                                               SECCOMP_RET_ERRNO | (ENOSYS & SECCOMP_RET_DATA));
-	p[P_RET_EPERM] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K,
-	                                              SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA));
+	p[P_RET_ENOSYS] =
+		(struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS);
+	p[P_RET_EPERM] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM);
 }
 
 static int

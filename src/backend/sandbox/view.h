@@ -1,0 +1,91 @@
+/*
+ * view.h - the filesystem a sandboxed cell sees.
+ *
+ * The runner builds the whole view before the clone, as detached mounts it owns: a fresh
+ * tmpfs root holding the mount points and symlinks, one open_tree() clone per bind source
+ * (attributes already set: read-only, nosuid, nodev, private), fresh tmpfs, devpts and
+ * secret mounts, and for each of them an O_PATH fd of its mount point, resolved inside the
+ * tree of the enclosing mount with RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS. Host paths
+ * are resolved by the runner as root; nothing in the cell is ever looked up by path on the
+ * host. The cell's setup process then only moves these trees into its own mount namespace
+ * in order (sb_view_attach(), async-signal-safe), mounts /proc for its pid namespace and
+ * pivots. After the run the root fd (sb_view.root_fd), kept alive with the cell's mount
+ * namespace, lets the runner read exports from inside the view (sb_view_open_artifact()).
+ *
+ * Ownership: struct sb_view owns every fd and string in it; sb_view_done() releases them.
+ * The plan's fds are consumed by one start: a second start needs a new sb_view_build().
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct cell_spec;
+
+enum sb_mount_kind {
+	SB_MOUNT_TREE, /* a detached tree (bind clone, tmpfs, devpts) moved onto the target */
+	SB_MOUNT_PROC, /* a fresh procfs, created by the cell for its own pid namespace */
+	_SB_MOUNT_KIND_MAX,
+};
+
+struct sb_mount {
+	enum sb_mount_kind kind;
+	int tree_fd;   /* SB_MOUNT_TREE: the detached mount; -1 otherwise */
+	int target_fd; /* O_PATH fd of the mount point inside the enclosing mount's tree */
+	char *target;  /* the path inside the cell, for messages */
+};
+
+#define SB_VIEW_MAX_MOUNTS 1024
+
+struct sb_view {
+	int root_fd;              /* the cell's "/" (a detached tmpfs, or a clone of host "/") */
+	struct sb_mount *mounts;  /* in attach order: every target after its enclosing mount */
+	size_t n_mounts;
+	/* Landlock rule roots as "/proc/self/fd/N" strings, NULL-terminated. */
+	char **landlock_ro;
+	char **landlock_rw;
+	bool consumed;            /* true once a cell moved the trees into its namespace */
+};
+
+struct sb_view_config {
+	const struct cell_spec *spec;
+	uid_t host_uid;  /* the workload's host uid and gid: owner of tmpfs and secret files */
+	gid_t host_gid;
+	/* File-delivered secrets, parallel to spec->secret_refs; NULL when none. */
+	const char *const *secret_values;
+	const size_t *secret_lengths;
+};
+
+/*
+ * Build the view. On failure returns -errno and writes a message naming the spec path
+ * ("spec.authority.filesystem.readOnly[1]: /data: No such file or directory") into err;
+ * nothing is left open.
+ */
+int sb_view_build(const struct sb_view_config *cfg, struct sb_view *ret, char *err,
+    size_t err_size);
+
+/* Close every fd and free the plan. Accepts a zeroed or already released view. */
+void sb_view_done(struct sb_view *v);
+
+/* Close the plan's tree and target fds (after the cell attached them); keeps root_fd. */
+void sb_view_release_plan(struct sb_view *v);
+
+/*
+ * In the cell's setup process, after it holds CAP_SYS_ADMIN over its new mount namespace:
+ * attach the root, move every tree onto its target, mount /proc, pivot_root into the root
+ * and detach the host's tree. Async-signal-safe. On failure returns -errno and sets
+ * *ret_step to a static string naming the step.
+ */
+int sb_view_attach(const struct sb_view *v, const char **ret_step);
+
+/*
+ * Open an exported file from inside the cell's view: path resolved under root_fd with
+ * RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS (a symlink anywhere in the
+ * path is refused with -ELOOP), regular files only (-EINVAL otherwise, -EISDIR for a
+ * directory), and only what the workload itself could read (-EACCES). Returns an
+ * O_RDONLY|O_CLOEXEC fd in *ret_fd.
+ */
+int sb_view_open_artifact(int root_fd, const char *path, uid_t host_uid, gid_t host_gid,
+    int *ret_fd);

@@ -24,7 +24,13 @@
  *   - Paths are opened O_PATH and symlinks are followed: the rule is on what the path
  *     names ("/lib" -> "usr/lib"). A path that does not exist (ENOENT) is skipped.
  *   - Landlock checks the object opened, not the path walked, so a directory a workload
- *     must list (including the new root "/") needs its own read-only rule.
+ *     must list (including the new root "/") needs its own read-only rule. A read-only
+ *     rule on the cell's root covers reading of every mount below it.
+ *   - A rule on a mount *point* does not cover what is mounted on it: landlock skips the
+ *     covered directory when it walks up out of a mount. Make the rule from the mounted
+ *     tree: a path resolved after the mount, or "/proc/self/fd/N" of the open_tree() /
+ *     fsmount() fd (view.h's tree_fd, not the O_PATH target_fd of the mount point).
+ *     Magic links such as "/proc/self/fd/N" are followed like any symlink.
  *   - Fresh mounts of the cell (its procfs, the tmpfs at /tmp and /dev, the secrets tmpfs)
  *     do not exist in the parent. Add their rules in the child after they are mounted and
  *     before applying, with the paths as the child sees them (after pivot_root: "/proc",

@@ -136,7 +136,7 @@ static const uint64_t deny_ioctls[] = {TIOCSTI, TIOCLINUX};
 #define PERSONALITY_DENY                                                                           \
 	(READ_IMPLIES_EXEC | MMAP_PAGE_ZERO | ADDR_NO_RANDOMIZE | ADDR_COMPAT_LAYOUT)
 /* personality(0xffffffff) only queries; it must stay allowed although every bit is set. */
-#define PERSONALITY_QUERY 0xffffffffu
+#define PERSONALITY_QUERY 0xffffffffU
 
 #if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
 #define ARG0_LO32 (offsetof(struct seccomp_data, args[0]))
@@ -146,9 +146,9 @@ static const uint64_t deny_ioctls[] = {TIOCSTI, TIOCLINUX};
 
 /* x32 syscalls arrive with the x86-64 audit arch and this bit; libseccomp kills them. */
 #if defined(__x86_64__)
-#define NR_FOREIGN_BASE 0x40000000u
+#define NR_FOREIGN_BASE 0x40000000U
 #else
-#define NR_FOREIGN_BASE 0xffffffffu
+#define NR_FOREIGN_BASE 0xffffffffU
 #endif
 
 static void
@@ -226,7 +226,7 @@ add_ioctl_rules(scmp_filter_ctx ctx)
 {
 	for (size_t i = 0; i < ARRAY_SIZE(deny_ioctls); i++) {
 		int r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(ioctl), 1,
-		                         SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, deny_ioctls[i]));
+		                         SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffU, deny_ioctls[i]));
 		if (r < 0)
 			return r;
 	}

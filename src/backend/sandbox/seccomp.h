@@ -28,11 +28,11 @@
  * table we have not checked (no such check there).
  */
 #if defined(__x86_64__) && !defined(__ILP32__)
-#define SB_SECCOMP_FIRST_UNAUDITED_NR 470u
+#define SB_SECCOMP_FIRST_UNAUDITED_NR 470U
 #elif defined(__aarch64__)
-#define SB_SECCOMP_FIRST_UNAUDITED_NR 470u
+#define SB_SECCOMP_FIRST_UNAUDITED_NR 470U
 #else
-#define SB_SECCOMP_FIRST_UNAUDITED_NR 0u
+#define SB_SECCOMP_FIRST_UNAUDITED_NR 0U
 #endif
 
 struct sb_filter {

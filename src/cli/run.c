@@ -87,19 +87,19 @@ env_nonempty(const char *name)
 	return v && *v ? v : NULL;
 }
 
+/*
+ * The primary sink is --events (a file, or - for stdout); without it, none (CellOS's
+ * CELL_OS_USE_NOOP_SINK=1 names that choice explicitly). The CELL_OS_JSONL_EVENTS mirror is
+ * written whatever the primary is, unless it is the same file.
+ */
 static int
 setup_sinks(struct event_bus *bus, const char *events_arg)
 {
 	struct sink *s;
-	int r;
-	const char *noop = env_nonempty("CELL_OS_USE_NOOP_SINK");
+	int r = 0;
 	const char *mirror = env_nonempty("CELL_OS_JSONL_EVENTS");
 
-	if (noop && strcmp(noop, "0") != 0) {
-		r = sink_noop_new(&s);
-		if (r >= 0)
-			r = event_bus_add(bus, s);
-	} else if (events_arg && strcmp(events_arg, "-") == 0) {
+	if (events_arg && strcmp(events_arg, "-") == 0) {
 		r = sink_fd_new(STDOUT_FILENO, "stdout", &s);
 		if (r >= 0)
 			r = event_bus_add(bus, s);
@@ -110,12 +110,14 @@ setup_sinks(struct event_bus *bus, const char *events_arg)
 			return r;
 		}
 		r = event_bus_add(bus, s);
-	} else
-		r = 0;
+	} else {
+		r = sink_noop_new(&s);
+		if (r >= 0)
+			r = event_bus_add(bus, s);
+	}
 	if (r < 0)
 		return r;
-	/* The JSONL mirror is written whatever the primary sink is. */
-	if (mirror && !(events_arg && strcmp(events_arg, mirror) == 0 && !noop)) {
+	if (mirror && !(events_arg && strcmp(events_arg, mirror) == 0)) {
 		r = sink_jsonl_open(mirror, &s);
 		if (r < 0) {
 			log_error("cannot open CELL_OS_JSONL_EVENTS file %s: %s", mirror,

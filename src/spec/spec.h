@@ -22,7 +22,7 @@
 #define SPEC_MAX_ARGV      4096
 #define SPEC_MAX_ENV       4096
 #define SPEC_MAX_LIST      256 /* secretRefs, egressRules, mounts, artifacts, labels */
-#define SPEC_MAX_STRING    (128 * 1024)
+#define SPEC_MAX_STRING    (64 * 1024) /* one argv/env string; execve allows 128 KiB */
 #define SPEC_MAX_PATH      4095
 #define SPEC_MAX_ID        64
 #define SPEC_MAX_ERRORS    64

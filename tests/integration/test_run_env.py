@@ -4,11 +4,14 @@ its declared cwd."""
 import json
 import os
 
+from conftest import COMPLETED
+
 PY = "/usr/bin/python3"
 
 
 def env_of(res):
     assert res.rc == 0, res
+    assert res.event(COMPLETED)["data"]["exitCode"] == 0, res
     entries = [e for e in res.stdout.split(b"\0") if e]
     return dict(e.decode().split("=", 1) for e in entries)
 
@@ -61,6 +64,7 @@ def test_cell_reading_stdin_gets_eof_even_if_runner_stdin_stays_open(run_cell, b
         os.close(w)
     assert res.rc == 0, res
     assert res.stdout == b""
+    assert res.event(COMPLETED)["data"]["exitCode"] == 0, res
     assert res.elapsed < 5, res
 
 

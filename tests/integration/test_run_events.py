@@ -231,7 +231,9 @@ def test_hardened_profile_refuses_unenforceable_authority(run_cell, base_spec, t
 
 def test_every_line_is_one_whole_event(run_cell, base_spec):
     res = run_cell(base_spec(id="t-lines", network="none"))
+    assert res.rc == 0, res
     lines = res.events_raw.split("\n")
+    assert len(lines) == 6, res  # degraded, started, completed, summary, destroyed, ""
     assert lines[-1] == "", "file must end with a newline"
     for line in lines[:-1]:
         obj = json.loads(line)

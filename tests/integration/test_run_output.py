@@ -3,6 +3,8 @@
 import hashlib
 import random
 
+from conftest import COMPLETED
+
 PY = "/usr/bin/python3"
 
 BINARY = bytes(range(256)) * 4 + b"\r\n\x00no newline at the end \xff\xfe"
@@ -45,6 +47,7 @@ def test_empty_output(run_cell, base_spec):
     res = run_cell(base_spec(id="t-empty", argv=["/bin/true"]), args=["--quiet"])
     assert res.rc == 0, res
     assert res.stdout == b"" and res.stderr_bytes == b""
+    assert res.event(COMPLETED)["data"]["exitCode"] == 0, res
 
 
 SIZE = 5 * 1024 * 1024 + 12345

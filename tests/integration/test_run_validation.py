@@ -163,6 +163,7 @@ def test_spec_of_exactly_1_mib_is_accepted(cli, tmp, write_spec):
     doc = json.dumps(spec_touching(tmp)).encode()
     res = cli("validate", write_spec(padded(doc, 1048576)))
     assert res.rc == 0, res
+    assert json.loads(res.stdout)["spec"]["id"] == "t-cell", res
 
 
 def test_spec_one_byte_over_1_mib_is_refused(run_cell, write_spec, tmp):
@@ -262,6 +263,7 @@ def test_documents_that_are_not_cells(run_cell, write_spec, tmp, doc):
 def test_both_api_versions_accepted(cli, write_spec, api):
     res = cli("validate", write_spec(base_spec(apiVersion=api)))
     assert res.rc == 0, res
+    assert json.loads(res.stdout)["kind"] == "ExecutionCell", res
 
 
 def test_run_prints_only_the_first_error_validate_prints_all(run_cell, cli, write_spec, tmp):

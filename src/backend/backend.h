@@ -48,7 +48,7 @@ struct backend_degraded {
 
 struct backend_prepare_args {
 	const struct cell_spec *spec;
-	const char *cell_name;     /* unique per run: "<cellId>.<runId8>" */
+	const char *cell_name;     /* unique per run: "<cellId>-<runId8>" */
 	const char *cgroup_parent; /* CELLOS_CGROUP_PARENT or NULL */
 	/* Secret values to deliver as files (SPEC_SECRET_FILE), parallel to spec->secret_refs. */
 	const char *const *secret_values;

@@ -5,6 +5,7 @@
 #include <linux/magic.h>
 
 #include <ctype.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -44,6 +45,9 @@ struct cgroup {
 	bool v2_memory;
 	bool has_kill;
 };
+
+/* How deep sub-cgroups of a cell are followed when signalling and removing. */
+#define CGROUP_MAX_DEPTH 16
 
 static struct cgroup_layout cached;
 static bool cached_valid;
@@ -311,6 +315,32 @@ cgroup_free(struct cgroup *cg)
 }
 
 static void
+rmdir_children(int dirfd, int depth)
+{
+	if (depth >= CGROUP_MAX_DEPTH)
+		return;
+	int dfd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return;
+	DIR *d = fdopendir(dfd);
+	if (!d) {
+		close(dfd);
+		return;
+	}
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (de->d_type != DT_DIR || de->d_name[0] == '.')
+			continue;
+		_cleanup_close_ int sub = openat(dirfd, de->d_name,
+		    O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+		if (sub >= 0)
+			rmdir_children(sub, depth + 1);
+		(void)unlinkat(dirfd, de->d_name, AT_REMOVEDIR);
+	}
+	closedir(d);
+}
+
+static void
 remove_dirs(struct cgroup *cg)
 {
 	struct cgroup_dir *dirs[_V1_MAX + 1] = {&cg->v2};
@@ -319,6 +349,9 @@ remove_dirs(struct cgroup *cg)
 	for (size_t i = 0; i < ARRAY_SIZE(dirs); i++) {
 		if (!dirs[i]->path)
 			continue;
+		/* Sub-cgroups the workload made go first (depth-first). */
+		if (dirs[i]->dirfd >= 0)
+			rmdir_children(dirs[i]->dirfd, 0);
 		dir_close(dirs[i]);
 		/* rmdir can see EBUSY for a moment after the last task exits. */
 		for (int tries = 0; tries < 200; tries++) {
@@ -344,7 +377,8 @@ cgroup_create(const char *name, const char *parent, const struct cgroup_limits *
 
 	cgroup_probe(&l);
 	if (parent && (parent[0] != '/' || strstr(parent, "..") || strlen(parent) > 400)) {
-		snprintf(err, err_size, "CELLOS_CGROUP_PARENT must be an absolute cgroup path");
+		snprintf(err, err_size, "cgroup parent '%.64s' must be an absolute cgroup path "
+					"without '..'", parent);
 		return -EINVAL;
 	}
 	cg = calloc(1, sizeof(*cg));
@@ -501,39 +535,102 @@ still_member(pid_t pid, const struct cgroup_dir *d, bool v2)
 	return false;
 }
 
+/*
+ * Call fn for every pid listed in dirfd's cgroup.procs and in those of its descendants
+ * (a workload with write access may have made sub-cgroups). Streams the files, so a cell
+ * with many processes needs no large buffer. Returns the sum of fn's results.
+ */
+static int
+walk_pids(int dirfd, int depth, int (*fn)(pid_t pid, void *userdata), void *userdata)
+{
+	char buf[4096 + 32];
+	size_t carry = 0;
+	int total = 0;
+
+	_cleanup_close_ int fd = openat(dirfd, "cgroup.procs", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	for (;;) {
+		ssize_t n = read(fd, buf + carry, sizeof(buf) - 1 - carry);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		size_t len = carry + (size_t)n;
+		buf[len] = '\0';
+		char *p = buf, *nl;
+		while ((nl = strchr(p, '\n'))) {
+			*nl = '\0';
+			long pid = strtol(p, NULL, 10);
+			if (pid > 0)
+				total += fn((pid_t)pid, userdata);
+			p = nl + 1;
+		}
+		carry = len - (size_t)(p - buf);
+		memmove(buf, p, carry);
+		if (n == 0)
+			break;
+	}
+	if (depth >= CGROUP_MAX_DEPTH)
+		return total;
+	int dfd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return total;
+	DIR *d = fdopendir(dfd);
+	if (!d) {
+		close(dfd);
+		return total;
+	}
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (de->d_type != DT_DIR || de->d_name[0] == '.')
+			continue;
+		_cleanup_close_ int sub = openat(dirfd, de->d_name,
+		    O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+		if (sub >= 0) {
+			int r = walk_pids(sub, depth + 1, fn, userdata);
+			if (r > 0)
+				total += r;
+		}
+	}
+	closedir(d);
+	return total;
+}
+
+struct signal_ctx {
+	const struct cgroup_dir *dir;
+	bool v2;
+	int sig;
+};
+
+static int
+signal_one(pid_t pid, void *userdata)
+{
+	struct signal_ctx *ctx = userdata;
+	_cleanup_close_ int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (pidfd < 0)
+		return 0; /* already gone */
+	/* Held by the pidfd now: if it is still ours, the signal cannot hit a reused pid. */
+	if (!still_member(pid, ctx->dir, ctx->v2))
+		return 0;
+	return syscall(SYS_pidfd_send_signal, pidfd, ctx->sig, NULL, 0) == 0 ? 1 : 0;
+}
+
 int
 cgroup_signal_all(struct cgroup *cg, int sig)
 {
-	bool v2;
-	const struct cgroup_dir *d = member_dir(cg, &v2);
-	char buf[65536];
-	int count = 0;
-
-	if (!d)
+	struct signal_ctx ctx = {.sig = sig};
+	ctx.dir = member_dir(cg, &ctx.v2);
+	if (!ctx.dir)
 		return -ENOENT;
-	/* Members of sub-cgroups are included through cgroup.procs of each level. */
-	int n = fd_read_file_at(d->dirfd, "cgroup.procs", buf, sizeof(buf));
-	if (n < 0)
-		return n;
-	for (char *p = buf; *p;) {
-		char *end;
-		long pid = strtol(p, &end, 10);
-		if (end == p)
-			break;
-		p = end;
-		while (*p == '\n')
-			p++;
-		if (pid <= 0)
-			continue;
-		_cleanup_close_ int pidfd = (int)syscall(SYS_pidfd_open, (pid_t)pid, 0);
-		if (pidfd < 0)
-			continue; /* already gone */
-		if (!still_member((pid_t)pid, d, v2))
-			continue;
-		if (syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0) == 0)
-			count++;
-	}
-	return count;
+	return walk_pids(ctx.dir->dirfd, 0, signal_one, &ctx);
+}
+
+static int
+count_one(pid_t pid, void *userdata)
+{
+	(void)pid, (void)userdata;
+	return 1;
 }
 
 int
@@ -555,6 +652,14 @@ cgroup_is_empty(struct cgroup *cg)
 
 	if (!d)
 		return 1;
+	if (v2 && cg->v2_events_fd >= 0) {
+		ssize_t k = pread(cg->v2_events_fd, buf, sizeof(buf) - 1, 0);
+		if (k < 0)
+			return -errno;
+		buf[k] = '\0';
+		char *p = strstr(buf, "populated ");
+		return p && p[10] == '0' ? 1 : 0;
+	}
 	if (v2) {
 		n = fd_read_file_at(d->dirfd, "cgroup.events", buf, sizeof(buf));
 		if (n < 0)
@@ -562,7 +667,7 @@ cgroup_is_empty(struct cgroup *cg)
 		char *p = strstr(buf, "populated ");
 		return p && p[10] == '0' ? 1 : 0;
 	}
-	n = fd_read_file_at(d->dirfd, "cgroup.procs", buf, sizeof(buf));
+	n = walk_pids(d->dirfd, 0, count_one, NULL);
 	if (n < 0)
 		return n;
 	return n == 0 ? 1 : 0;

@@ -9,6 +9,7 @@
  * escapes that). Declared network, filesystem and egress authority cannot be enforced here
  * and are reported as degraded.
  */
+#include <sys/fsuid.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -22,6 +23,7 @@
 #include <grp.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -301,6 +303,34 @@ host_empty_fd(struct backend_cell *bc, uint32_t *ret_events)
 	return bc->cg ? cgroup_events_fd(bc->cg) : -1;
 }
 
+/*
+ * Process-group mode: orphans of the group were reparented to us (subreaper). Reap those
+ * that exited, by pid from our children list, never the top process (its status belongs
+ * to host_reap through the pidfd).
+ */
+static void
+reap_orphans(struct backend_cell *bc)
+{
+	char path[64], buf[8192];
+	snprintf(path, sizeof(path), "/proc/self/task/%d/children", (int)getpid());
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	if (n <= 0)
+		return;
+	buf[n] = '\0';
+	for (char *p = buf, *end; *p; p = end) {
+		long pid = strtol(p, &end, 10);
+		if (end == p)
+			break;
+		if (pid <= 0 || (pid == bc->pgid && !bc->reaped_main))
+			continue;
+		siginfo_t si = {0};
+		(void)waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG);
+	}
+}
+
 static int
 host_is_empty(struct backend_cell *bc)
 {
@@ -308,13 +338,7 @@ host_is_empty(struct backend_cell *bc)
 		return cgroup_is_empty(bc->cg);
 	if (bc->pgid <= 0)
 		return 1;
-	/* Orphans of the group were reparented to us (subreaper): reap them. */
-	siginfo_t si;
-	for (;;) {
-		si.si_pid = 0;
-		if (waitid(P_PGID, (id_t)bc->pgid, &si, WEXITED | WNOHANG) < 0 || si.si_pid == 0)
-			break;
-	}
+	reap_orphans(bc);
 	return kill(-bc->pgid, 0) < 0 && errno == ESRCH ? 1 : 0;
 }
 
@@ -322,14 +346,29 @@ host_is_empty(struct backend_cell *bc)
 static int
 host_open_artifact(struct backend_cell *bc, const char *path, int *ret_fd)
 {
-	(void)bc;
 	struct open_how how = {
 		.flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK,
 		.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
 	};
+	/*
+	 * The workload's own identity decides what it may export: with run.user set, the
+	 * open happens with that fsuid/fsgid, so a cell cannot export a file it could not
+	 * read itself (the runner is single-threaded, so the switch is ours alone).
+	 */
+	uid_t old_uid = 0;
+	gid_t old_gid = 0;
+	if (bc->spec->has_user) {
+		old_gid = (gid_t)setfsgid(bc->spec->gid);
+		old_uid = (uid_t)setfsuid(bc->spec->uid);
+	}
 	int fd = (int)syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof(how));
+	int e = errno;
+	if (bc->spec->has_user) {
+		(void)setfsuid(old_uid);
+		(void)setfsgid(old_gid);
+	}
 	if (fd < 0)
-		return -errno;
+		return -e;
 	*ret_fd = fd;
 	return 0;
 }

@@ -43,9 +43,13 @@ enum stop_cause {
 
 struct output {
 	struct cell *cell;
-	int rd;   /* pipe read end, owned */
-	int dest; /* runner's fd, borrowed */
-	struct loop_source *src;
+	int rd;      /* pipe read end, owned */
+	int dest;    /* the runner's fd, borrowed */
+	int dest_nb; /* a private non-blocking open of dest (pipes, ttys), owned, or -1 */
+	struct loop_source *src, *dest_src;
+	char *pending; /* bytes read from the cell that dest has not taken yet */
+	size_t pend_off, pend_len;
+	uint64_t dropped; /* bytes the reader of dest went away from (EPIPE) */
 };
 
 struct cell {
@@ -118,7 +122,8 @@ cell_new(struct loop *loop, const struct cell_spec *spec, const struct cell_conf
 	*c = (struct cell){.loop = loop, .spec = spec, .cfg = cfg, .bus = bus, .done = done,
 	    .userdata = userdata, .state = CELL_PENDING, .pidfd = -EBADF};
 	for (int i = 0; i < 2; i++)
-		c->out[i] = (struct output){.cell = c, .rd = -EBADF, .dest = -EBADF};
+		c->out[i] = (struct output){.cell = c, .rd = -EBADF, .dest = -EBADF,
+		    .dest_nb = -EBADF};
 	int r = uuid_v4(c->run_id);
 	if (r < 0) {
 		free(c);
@@ -172,22 +177,123 @@ signal_name(int sig, char *buf, size_t size)
 	return buf;
 }
 
-/* --- output --- */
+/* --- output ---
+ *
+ * The workload writes into a pipe; the loop copies it to the runner's stdout/stderr. A
+ * slow reader of the runner's stdout must not stall the loop (timers, signals): the copy
+ * goes to a private non-blocking open of the same pipe or tty, and when that is full the
+ * loop stops reading the cell's pipe until it drains, so the workload blocks in write(2)
+ * (backpressure, nothing lost). Regular files never block; sockets, which cannot be
+ * reopened, are written blocking.
+ */
+
+#define OUTPUT_CHUNK 65536
+
+static void on_output(struct loop *l, int fd, uint32_t revents, void *userdata);
 
 static void
 output_close(struct output *o)
 {
 	loop_source_free(o->src);
-	o->src = NULL;
+	loop_source_free(o->dest_src);
+	o->src = o->dest_src = NULL;
 	o->rd = safe_close(o->rd);
+	o->dest_nb = safe_close(o->dest_nb);
+	free(o->pending);
+	o->pending = NULL;
+	o->pend_len = o->pend_off = 0;
 }
 
-/* Copy what the pipe holds now to the runner's fd. Returns false at EOF or error. */
+static void
+output_open_dest(struct output *o)
+{
+	struct stat st;
+	char path[64];
+
+	o->dest_nb = -EBADF;
+	if (fstat(o->dest, &st) < 0 || !(S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode)))
+		return;
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", o->dest);
+	int fd = open(path, O_WRONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	if (fd >= 0)
+		o->dest_nb = fd;
+}
+
+static void
+on_dest_writable(struct loop *l, int fd, uint32_t revents, void *userdata)
+{
+	(void)l, (void)fd, (void)revents;
+	struct output *o = userdata;
+
+	while (o->pend_len > 0) {
+		ssize_t n = write(o->dest_nb, o->pending + o->pend_off, o->pend_len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return;
+		if (n < 0) {
+			o->dropped += o->pend_len;
+			o->pend_len = 0;
+			break;
+		}
+		o->pend_off += (size_t)n;
+		o->pend_len -= (size_t)n;
+	}
+	o->pend_off = 0;
+	(void)loop_source_set_events(o->dest_src, 0);
+	if (o->src)
+		(void)loop_source_set_events(o->src, EPOLLIN);
+}
+
+/* Hand n bytes to dest; keep what it cannot take now and pause reading the cell. */
+static void
+output_write(struct output *o, const char *buf, size_t n)
+{
+	if (o->dest_nb < 0) {
+		int r = fd_write_all(o->dest, buf, n);
+		if (r < 0)
+			o->dropped += n;
+		return;
+	}
+	while (n > 0) {
+		ssize_t w = write(o->dest_nb, buf, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && errno == EAGAIN)
+			break;
+		if (w < 0) {
+			o->dropped += n;
+			return;
+		}
+		buf += w;
+		n -= (size_t)w;
+	}
+	if (n == 0)
+		return;
+	if (!o->pending && !(o->pending = malloc(OUTPUT_CHUNK))) {
+		(void)fd_write_all(o->dest, buf, n); /* no memory: block instead */
+		return;
+	}
+	memcpy(o->pending, buf, n);
+	o->pend_off = 0;
+	o->pend_len = n;
+	(void)loop_source_set_events(o->src, 0);
+	if (o->dest_src)
+		(void)loop_source_set_events(o->dest_src, EPOLLOUT);
+	else if (loop_add_io(o->cell->loop, o->dest_nb, EPOLLOUT, on_dest_writable, o,
+		     &o->dest_src) < 0) {
+		(void)fd_write_all(o->dest, o->pending, n);
+		o->pend_len = 0;
+		(void)loop_source_set_events(o->src, EPOLLIN);
+	}
+}
+
+/* Copy one chunk. Returns false at EOF or on a read error. */
 static bool
 output_pump(struct output *o)
 {
-	char buf[65536];
-	for (int rounds = 0; rounds < 16; rounds++) {
+	char buf[OUTPUT_CHUNK];
+	for (;;) {
 		ssize_t n = read(o->rd, buf, sizeof(buf));
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -195,11 +301,9 @@ output_pump(struct output *o)
 			return errno == EAGAIN;
 		if (n == 0)
 			return false;
-		int r = fd_write_all(o->dest, buf, (size_t)n);
-		if (r < 0 && r != -EPIPE)
-			log_debug("cannot copy workload output: %s", strerror(-r));
+		output_write(o, buf, (size_t)n);
+		return true;
 	}
-	return true;
 }
 
 static void
@@ -207,23 +311,35 @@ on_output(struct loop *l, int fd, uint32_t revents, void *userdata)
 {
 	(void)l, (void)fd, (void)revents;
 	struct output *o = userdata;
-	if (!output_pump(o))
-		output_close(o);
+	if (o->pend_len > 0)
+		return;
+	if (!output_pump(o)) {
+		loop_source_free(o->src);
+		o->src = NULL;
+		o->rd = safe_close(o->rd);
+	}
 }
 
-/* After the cell is empty no writer is left: copy the rest and close. */
+/*
+ * The cell is empty: no writer is left. Copy what is still buffered or in the pipe,
+ * blocking on the runner's fd (the loop has nothing else to do), then close.
+ */
 static void
 output_drain(struct output *o)
 {
-	while (o->rd >= 0 && output_pump(o)) {
-		/* output_pump stops at EAGAIN: with no writer left, that is the end */
-		char probe;
-		ssize_t n = read(o->rd, &probe, 1);
-		if (n == 1) {
-			(void)fd_write_all(o->dest, &probe, 1);
+	char buf[OUTPUT_CHUNK];
+
+	if (o->pend_len > 0 && fd_write_all(o->dest, o->pending + o->pend_off, o->pend_len) < 0)
+		o->dropped += o->pend_len;
+	o->pend_len = 0;
+	while (o->rd >= 0) {
+		ssize_t n = read(o->rd, buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
 			continue;
-		}
-		break;
+		if (n <= 0)
+			break;
+		if (fd_write_all(o->dest, buf, (size_t)n) < 0)
+			o->dropped += (uint64_t)n;
 	}
 	output_close(o);
 }
@@ -371,6 +487,7 @@ open_output(struct cell *c, int i, int dest, int *ret_wr)
 	fd_set_nonblock(p[1], false);
 	c->out[i].rd = p[0];
 	c->out[i].dest = dest;
+	output_open_dest(&c->out[i]);
 	*ret_wr = p[1];
 	return loop_add_io(c->loop, p[0], EPOLLIN, on_output, &c->out[i], &c->out[i].src);
 }
@@ -681,21 +798,38 @@ enter_destroying(struct cell *c)
 		finish(c);
 		return;
 	}
-	/* Whatever the workload left behind (double-forked, setsid) goes now. */
+	/*
+	 * Whatever the workload left behind (double-forked, setsid) is stopped now, the same
+	 * way as the cell itself: SIGTERM, the grace period, then SIGKILL.
+	 */
 	if (c->cfg->backend->is_empty(c->bc) == 1) {
 		finish(c);
 		return;
 	}
-	kill_now(c);
+	(void)c->cfg->backend->signal_all(c->bc, SIGTERM);
+	if (loop_add_timer(c->loop, now_mono_us() + c->cfg->grace_ms * USEC_PER_MSEC, on_grace, c,
+		&c->grace_timer) < 0)
+		kill_now(c);
 	if (c->state == CELL_DESTROYING) {
 		watch_empty(c);
 		poll_if_needed(c);
+		check_empty(c);
 	}
+}
+
+static void
+destroying_kill(struct cell *c)
+{
+	loop_timer_free(c->grace_timer);
+	c->grace_timer = NULL;
+	kill_now(c);
 }
 
 static void
 destroying_empty(struct cell *c)
 {
+	loop_timer_free(c->grace_timer);
+	c->grace_timer = NULL;
 	finish(c);
 }
 
@@ -740,7 +874,7 @@ export_one(struct cell *c, const struct spec_artifact *a, uint64_t *ret_bytes,
 		snprintf(err, err_size, "export directory %s: %s", c->cfg->export_dir, strerror(-r));
 		return r;
 	}
-	if (mkdirat(dirfd, c->spec->id, 0755) < 0 && errno != EEXIST) {
+	if (mkdirat(dirfd, c->spec->id, 0700) < 0 && errno != EEXIST) {
 		r = -errno;
 		snprintf(err, err_size, "cannot create %s/%s: %s", c->cfg->export_dir, c->spec->id,
 		    strerror(-r));
@@ -755,7 +889,7 @@ export_one(struct cell *c, const struct spec_artifact *a, uint64_t *ret_bytes,
 	}
 	char tmp[300];
 	snprintf(tmp, sizeof(tmp), ".%s.%.8s.partial", a->name, c->run_id);
-	dst = openat(celldir, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+	dst = openat(celldir, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (dst < 0) {
 		r = -errno;
 		snprintf(err, err_size, "cannot create %s: %s", tmp, strerror(-r));
@@ -849,11 +983,15 @@ finish(struct cell *c)
 
 	if (c->bc)
 		run_exports(c);
+	char teardown_error[256] = "";
 	if (c->bc) {
 		r = c->cfg->backend->destroy(c->bc);
 		c->bc = NULL;
-		if (r < 0)
-			log_error("cell %s: teardown incomplete: %s", c->name, strerror(-r));
+		if (r < 0) {
+			snprintf(teardown_error, sizeof(teardown_error),
+			    "teardown incomplete: %s", strerror(-r));
+			log_error("cell %s: %s", c->name, teardown_error);
+		}
 	}
 
 	json_int_t cmd_code = c->spawn_failed || c->stop_cause != STOP_NONE
@@ -867,6 +1005,11 @@ finish(struct cell *c)
 		spec_secret_delivery_to_string(s->secret_delivery), "commandExitCode", cmd_code,
 		"correlation", s->correlation ? s->correlation : json_null()));
 
+	/* Secrets are wiped before their revocation is announced. */
+	free_env(c);
+	c->bus->redactor = NULL;
+	secret_set_free(c->secrets);
+	c->secrets = NULL;
 	if (s->secret_refs.n > 0) {
 		json_t *refs = json_array();
 		for (size_t i = 0; i < s->secret_refs.n; i++)
@@ -878,9 +1021,12 @@ finish(struct cell *c)
 
 	bool ok = !c->spawn_failed && c->stop_cause == STOP_NONE && !c->exit.signaled &&
 	    c->exit.status == 0;
-	emit(c, EV_CELL_DESTROYED,
-	    json_pack("{s:s, s:s, s:s, s:s}", "cellId", s->id, "runId", c->run_id, "outcome",
-		ok ? "succeeded" : "failed", "terminalState", c->forced ? "forced" : "clean"));
+	json_t *data = json_pack("{s:s, s:s, s:s, s:s, s:I}", "cellId", s->id, "runId", c->run_id,
+	    "outcome", ok ? "succeeded" : "failed", "terminalState", c->forced ? "forced" : "clean",
+	    "outputDroppedBytes", (json_int_t)(c->out[0].dropped + c->out[1].dropped));
+	if (data && teardown_error[0])
+		json_object_set_new(data, "teardownError", json_string(teardown_error));
+	emit(c, EV_CELL_DESTROYED, data);
 	c->state = CELL_DESTROYED;
 	if (c->done)
 		c->done(c, c->userdata);
@@ -931,9 +1077,9 @@ static const cell_handler transitions[_CELL_STATE_MAX][_CE_MAX] = {
 	},
 	[CELL_DESTROYING] = {
 		[CE_EMPTY] = destroying_empty,
-		[CE_STOP] = ignore,
+		[CE_STOP] = destroying_kill,
 		[CE_EXITED] = ignore,
-		[CE_GRACE_EXPIRED] = ignore,
+		[CE_GRACE_EXPIRED] = destroying_kill,
 	},
 	[CELL_DESTROYED] = {
 		[CE_STOP] = ignore,
@@ -969,6 +1115,14 @@ cell_run(struct cell *c)
 void
 cell_stop(struct cell *c, int sig)
 {
+	/* Once the workload is gone a stop changes nothing: the outcome is already known
+	 * (while leftovers are being stopped, it only cuts their grace short). */
+	if (c->state == CELL_DESTROYING) {
+		dispatch(c, CE_STOP);
+		return;
+	}
+	if (c->state != CELL_RUNNING && c->state != CELL_STOPPING)
+		return;
 	if (c->stop_cause == STOP_NONE) {
 		c->stop_cause = STOP_RUNNER;
 		c->runner_signal = sig;

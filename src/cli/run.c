@@ -1,4 +1,5 @@
 #include <errno.h>
+#include <stdbool.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -152,7 +153,7 @@ cmd_run(int argc, char **argv)
 
 	optind = 1;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":qh", opts, NULL)) != -1) {
 		switch (c) {
 		case OPT_EVENTS:
 			arg_events = optarg;
@@ -213,9 +214,19 @@ cmd_run(int argc, char **argv)
 		.cgroup_parent =
 		    arg_cgroup_parent ? arg_cgroup_parent : env_nonempty("CELLOS_CGROUP_PARENT"),
 	};
+	/* CellOS treats an unset or zero cap as no cap. */
 	const char *env_timeout = env_nonempty("CELLOS_RUN_TIMEOUT_MS");
-	if (env_timeout && timeout_parse_ms(env_timeout, &cfg.env_timeout_ms) < 0) {
+	if (env_timeout && strcmp(env_timeout, "0") != 0 &&
+	    timeout_parse_ms(env_timeout, &cfg.env_timeout_ms) < 0) {
 		log_error("CELLOS_RUN_TIMEOUT_MS: '%s' is not a number of milliseconds", env_timeout);
+		return EXIT_CANNOT;
+	}
+	/* Signed events are a contract: never write unsigned ones when signing was asked for. */
+	const char *signing = env_nonempty("CELLOS_EVENT_SIGNING");
+	if (signing && strcmp(signing, "off") != 0) {
+		log_error("CELLOS_EVENT_SIGNING=%.32s: event signing is not supported by this "
+			  "version of cellvisor; unset it or set it to off",
+		    signing);
 		return EXIT_CANNOT;
 	}
 	const char *bname = arg_backend ? arg_backend : env_nonempty("CELLOS_CELL_BACKEND");
@@ -301,7 +312,14 @@ cmd_run(int argc, char **argv)
 
 	cell_free(runner.cell);
 	loop_free(runner.loop);
-	if (event_bus_close(&bus) < 0 && status == 0)
-		status = EXIT_CANNOT;
+	/* A run whose record is incomplete did not succeed, whatever the workload did. */
+	bool lost = bus.failures > 0;
+	if (event_bus_close(&bus) < 0)
+		lost = true;
+	if (lost) {
+		log_error("some events could not be written: the record of this run is incomplete");
+		if (status == 0)
+			status = EXIT_CANNOT;
+	}
 	return status;
 }

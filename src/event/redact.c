@@ -1,3 +1,4 @@
+#include <stdbool.h>
 #include <string.h>
 
 #include "base/macro.h"
@@ -47,6 +48,15 @@ redact_string(const struct redactor *r, const char *s, size_t len)
 	return out;
 }
 
+static bool
+redact_would_change(const struct redactor *r, const char *s)
+{
+	for (size_t i = 0; i < r->n; i++)
+		if (r->lengths[i] && memmem(s, strlen(s), r->values[i], r->lengths[i]))
+			return true;
+	return false;
+}
+
 int
 redact_json(const struct redactor *r, json_t *j)
 {
@@ -67,17 +77,31 @@ redact_json(const struct redactor *r, json_t *j)
 	} else if (json_is_object(j)) {
 		const char *key;
 		json_t *v;
-		void *tmp;
-		json_object_foreach_safe (j, tmp, key, v) {
+		/* Values first; keys are renamed after the walk so a new key is never revisited. */
+		json_object_foreach (j, key, v)
 			changed += redact_json(r, v);
-			char *nk = redact_string(r, key, strlen(key));
-			if (nk) {
-				json_object_set(j, nk, v);
-				json_object_del(j, key);
-				free(nk);
+		size_t n = json_object_size(j), k = 0;
+		char **old = calloc(n ? n : 1, sizeof(char *));
+		if (!old)
+			return changed;
+		json_object_foreach (j, key, v)
+			if (redact_would_change(r, key))
+				old[k++] = strdup(key);
+		for (size_t i = 0; i < k; i++) {
+			if (!old[i])
+				continue;
+			char *nk = redact_string(r, old[i], strlen(old[i]));
+			json_t *val = json_object_get(j, old[i]);
+			if (nk && val) {
+				json_incref(val);
+				json_object_del(j, old[i]);
+				json_object_set_new(j, nk, val);
 				changed++;
 			}
+			free(nk);
+			free(old[i]);
 		}
+		free(old);
 	}
 	return changed;
 }

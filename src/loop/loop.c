@@ -42,6 +42,7 @@ struct loop {
 	loop_signal_fn signal_fn;
 	void *signal_userdata;
 	sigset_t original_mask;
+	sigset_t handled; /* every signal routed to the signalfd so far */
 	bool mask_saved;
 
 	struct loop_timer **heap;
@@ -123,6 +124,15 @@ loop_add_io(struct loop *l, int fd, uint32_t events, loop_io_fn fn, void *userda
 	}
 	if (ret)
 		*ret = s;
+	return 0;
+}
+
+int
+loop_source_set_events(struct loop_source *s, uint32_t events)
+{
+	struct epoll_event ev = {.events = events, .data.ptr = s};
+	if (epoll_ctl(s->loop->epfd, EPOLL_CTL_MOD, s->fd, &ev) < 0)
+		return -errno;
 	return 0;
 }
 
@@ -278,13 +288,17 @@ loop_set_signals(struct loop *l, const int *sigs, int n, loop_signal_fn fn, void
 	sigemptyset(&set);
 	for (int i = 0; i < n; i++)
 		sigaddset(&set, sigs[i]);
+	if (!l->mask_saved)
+		sigemptyset(&l->handled);
+	/* The signalfd's mask replaces the old one: keep earlier signals in it. */
+	sigorset(&l->handled, &l->handled, &set);
 	if (!l->mask_saved) {
 		if (sigprocmask(SIG_BLOCK, &set, &l->original_mask) < 0)
 			return -errno;
 		l->mask_saved = true;
 	} else if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
 		return -errno;
-	int fd = signalfd(l->sigfd >= 0 ? l->sigfd : -1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+	int fd = signalfd(l->sigfd >= 0 ? l->sigfd : -1, &l->handled, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (fd < 0)
 		return -errno;
 	if (l->sigfd < 0) {

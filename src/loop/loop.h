@@ -33,6 +33,9 @@ int loop_add_io(struct loop *l, int fd, uint32_t events, loop_io_fn fn, void *us
     struct loop_source **ret);
 void loop_source_free(struct loop_source *s);
 
+/* Change what an io source waits for (0 = nothing, for backpressure). */
+int loop_source_set_events(struct loop_source *s, uint32_t events);
+
 /* A one-shot timer at an absolute CLOCK_MONOTONIC deadline in microseconds. */
 int loop_add_timer(struct loop *l, uint64_t deadline_us, loop_timer_fn fn, void *userdata,
     struct loop_timer **ret);

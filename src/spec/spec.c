@@ -382,6 +382,18 @@ parse_authority(struct vctx *c, json_t *a, const char *path)
 	if ((v = json_object_get(a, "secretRefs"))) {
 		subpath(p, sizeof(p), path, "secretRefs");
 		get_strv(c, v, p, SPEC_MAX_LIST, 128, check_ref, &s->secret_refs);
+		/* Two refs must not deliver into the same variable ("a-b" and "a.b"). */
+		for (size_t i = 0; i < s->secret_refs.n; i++)
+			for (size_t j = 0; j < i; j++) {
+				char a1[160], a2[160], q[256];
+				spec_secret_env_name(s->secret_refs.v[i], a1, sizeof(a1));
+				spec_secret_env_name(s->secret_refs.v[j], a2, sizeof(a2));
+				if (strcmp(a1, a2) == 0) {
+					subpath_index(q, sizeof(q), p, i);
+					verr(c, q, "maps to the same variable %s as %s[%zu]", a1, p, j);
+					break;
+				}
+			}
 	}
 	if ((v = json_object_get(a, "egressRules"))) {
 		subpath(p, sizeof(p), path, "egressRules");

@@ -33,7 +33,7 @@ import time
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-BIN = pathlib.Path(os.environ.get("CELLVISOR_BIN") or REPO / "build" / "cellvisor")
+BIN = pathlib.Path(os.path.abspath(os.environ.get("CELLVISOR_BIN") or REPO / "build/cellvisor"))
 
 BASE_ENV = {
     "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",

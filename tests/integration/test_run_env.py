@@ -113,7 +113,8 @@ def test_cwd_is_run_cwd(run_cell, base_spec, tmp):
 
 def test_relative_paths_resolve_against_cwd(run_cell, base_spec, tmp):
     (tmp / "work").mkdir()
-    spec = base_spec(id="t-cwd2", argv=["/bin/sh", "-c", "echo hi > out.txt"], cwd=str(tmp / "work"))
+    spec = base_spec(id="t-cwd2", argv=["/bin/sh", "-c", "echo hi > out.txt"],
+                     cwd=str(tmp / "work"))
     res = run_cell(spec, cwd="/")
     assert res.rc == 0, res
     assert (tmp / "work" / "out.txt").read_text() == "hi\n"

@@ -30,7 +30,8 @@ def test_binary_stderr_is_exact(run_cell, base_spec):
 
 
 def test_stdout_and_stderr_are_kept_apart(run_cell, base_spec):
-    spec = base_spec(id="t-apart", argv=["/bin/sh", "-c", "echo o1; echo e1 >&2; echo o2; echo e2 >&2"])
+    spec = base_spec(id="t-apart",
+                     argv=["/bin/sh", "-c", "echo o1; echo e1 >&2; echo o2; echo e2 >&2"])
     res = run_cell(spec, args=["--quiet"])
     assert res.rc == 0, res
     assert res.stdout == b"o1\no2\n"

@@ -24,6 +24,7 @@ struct loop_source {
 	void *userdata;
 	bool dead;
 	struct loop_source *next_dead;
+	struct loop_source *prev, *next; /* live io sources, for loop_free() */
 };
 
 struct loop_timer {
@@ -50,6 +51,7 @@ struct loop {
 	uint64_t armed_us; /* deadline the timerfd is armed for, 0 = disarmed */
 
 	struct loop_source *dead;
+	struct loop_source *live;
 	bool quit;
 	int quit_code;
 	uint64_t wakeups;
@@ -95,6 +97,8 @@ loop_free(struct loop *l)
 {
 	if (!l)
 		return;
+	while (l->live)
+		loop_source_free(l->live);
 	reap_dead(l);
 	for (size_t i = 0; i < l->n_heap; i++)
 		free(l->heap[i]);
@@ -122,6 +126,10 @@ loop_add_io(struct loop *l, int fd, uint32_t events, loop_io_fn fn, void *userda
 		free(s);
 		return r;
 	}
+	s->next = l->live;
+	if (l->live)
+		l->live->prev = s;
+	l->live = s;
 	if (ret)
 		*ret = s;
 	return 0;
@@ -141,7 +149,14 @@ loop_source_free(struct loop_source *s)
 {
 	if (!s || s->dead)
 		return;
-	(void)epoll_ctl(s->loop->epfd, EPOLL_CTL_DEL, s->fd, NULL);
+	struct loop *l = s->loop;
+	(void)epoll_ctl(l->epfd, EPOLL_CTL_DEL, s->fd, NULL);
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		l->live = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
 	s->dead = true;
 	s->next_dead = s->loop->dead;
 	s->loop->dead = s;

@@ -13,6 +13,8 @@ FUZZ_SECONDS ?= 60
 PYTEST     ?= /usr/bin/python3 -m pytest
 TESTDATA   ?= $(abspath ../shared/testdata)
 
+MAKEFLAGS += --no-print-directory
+
 .PHONY: all deps demo check unit asan fuzz-replay integration fuzz bench clean format
 
 all: $(BUILD)/build.ninja

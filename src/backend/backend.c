@@ -4,9 +4,11 @@
 #include "backend/backend.h"
 
 extern const struct backend_ops host_backend;
+extern const struct backend_ops sandbox_backend;
 
 static const struct backend_ops *const backends[] = {
 	&host_backend,
+	&sandbox_backend,
 	NULL,
 };
 

@@ -16,24 +16,25 @@
 #include <time.h>
 #include <unistd.h>
 
+/* cmocka needs setjmp.h, stdarg.h, stddef.h and stdint.h first. */
 #include <cmocka.h>
 
 #include "event/event.h"
 #include "event/redact.h"
 #include "event/sink.h"
 
-#define assert_ll_equal(a, b)                                                                  \
-	do {                                                                                   \
-		long long _a = (long long)(a), _b = (long long)(b);                            \
-		if (_a != _b)                                                                  \
-			fail_msg("%s == %s: %lld != %lld", #a, #b, _a, _b);                    \
+#define assert_ll_equal(a, b)                                                                      \
+	do {                                                                                       \
+		long long _a = (long long)(a), _b = (long long)(b);                                \
+		if (_a != _b)                                                                      \
+			fail_msg("%s == %s: %lld != %lld", #a, #b, _a, _b);                        \
 	} while (0)
 
-#define assert_matches(str, re)                                                                \
-	do {                                                                                   \
-		const char *_s = (str);                                                        \
-		if (!matches(_s, (re)))                                                        \
-			fail_msg("\"%s\" does not match /%s/", _s ? _s : "(null)", (re));      \
+#define assert_matches(str, re)                                                                    \
+	do {                                                                                       \
+		const char *_s = (str);                                                            \
+		if (!matches(_s, (re)))                                                            \
+			fail_msg("\"%s\" does not match /%s/", _s ? _s : "(null)", (re));          \
 	} while (0)
 
 static bool
@@ -200,8 +201,9 @@ test_jsonl_append(void **state)
 	assert_string_equal(sink_name(s), p);
 	assert_ll_equal(event_bus_add(&bus, s), 0);
 	assert_ll_equal(event_bus_emit(&bus, event_new(EV_CELL_STARTED, "a", json_object())), 0);
-	assert_ll_equal(event_bus_emit(&bus, event_new(EV_CELL_COMPLETED, "a",
-				 json_pack("{s:s}", "text", "line1\nline2"))),
+	assert_ll_equal(event_bus_emit(&bus,
+	                    event_new(EV_CELL_COMPLETED, "a",
+	                        json_pack("{s:s}", "text", "line1\nline2"))),
 	    0);
 	assert_ll_equal(event_bus_close(&bus), 0);
 	assert_ll_equal(bus.failures, 0);
@@ -231,8 +233,9 @@ test_jsonl_append(void **state)
 		assert_string_equal(get_str(ev, "type"), types[i]);
 		assert_string_equal(get_str(ev, "specversion"), "1.0");
 		if (i == 1)
-			assert_string_equal(json_string_value(json_object_get(json_object_get(ev,
-						"data"), "text")),
+			assert_string_equal(json_string_value(
+			                        json_object_get(json_object_get(ev, "data"),
+			                            "text")),
 			    "line1\nline2");
 		json_decref(ev);
 	}
@@ -322,7 +325,8 @@ test_bus_write_error(void **state)
 	assert_ll_equal(sink_noop_new(&noop), 0);
 	assert_ll_equal(event_bus_add(&bus, bad), 0);
 	assert_ll_equal(event_bus_add(&bus, noop), 0);
-	assert_ll_equal(event_bus_emit(&bus, event_new(EV_CELL_STARTED, "a", json_object())), -EBADF);
+	assert_ll_equal(event_bus_emit(&bus, event_new(EV_CELL_STARTED, "a", json_object())),
+	    -EBADF);
 	assert_ll_equal(bus.failures, 1);
 	assert_ll_equal(event_bus_emit(&bus, NULL), -ENOMEM);
 	assert_ll_equal(event_bus_close(&bus), 0);
@@ -353,14 +357,14 @@ test_bus_limits(void **state)
 	char *big = malloc(EVENT_MAX_BYTES + 1);
 	memset(big, 'x', EVENT_MAX_BYTES);
 	big[EVENT_MAX_BYTES] = '\0';
-	assert_ll_equal(event_bus_emit(&bus, event_new(EV_CELL_STARTED, "a",
-				 json_pack("{s:s}", "blob", big))),
+	assert_ll_equal(event_bus_emit(&bus,
+	                    event_new(EV_CELL_STARTED, "a", json_pack("{s:s}", "blob", big))),
 	    -E2BIG);
 	assert_ll_equal(bus.failures, 1);
 	/* one just under the limit goes through */
 	big[EVENT_MAX_BYTES - 1024] = '\0';
-	assert_ll_equal(event_bus_emit(&bus, event_new(EV_CELL_STARTED, "a",
-				 json_pack("{s:s}", "blob", big))),
+	assert_ll_equal(event_bus_emit(&bus,
+	                    event_new(EV_CELL_STARTED, "a", json_pack("{s:s}", "blob", big))),
 	    0);
 	assert_ll_equal(event_bus_close(&bus), 0);
 	size_t len;
@@ -381,15 +385,16 @@ test_redact_json_nested(void **state)
 	const size_t lengths[] = {7, strlen(values[1])};
 	struct redactor r = {values, lengths, 2};
 
-	json_t *j = json_pack("{s:s, s:{s:[s, i, s], s:s}, s:s}", "a", "pw=hunter2;", "b",
-	    "list", "hunter2", 1, "no secret here", "key-hunter2", "v", "c",
+	json_t *j = json_pack("{s:s, s:{s:[s, i, s], s:s}, s:s}", "a", "pw=hunter2;", "b", "list",
+	    "hunter2", 1, "no secret here", "key-hunter2", "v", "c",
 	    "x s3cr\"et\nline y hunter2hunter2");
 	assert_non_null(j);
 	int n = redact_json(&r, j);
 	char *got = json_dumps(j, JSON_SORT_KEYS | JSON_COMPACT);
-	assert_string_equal(got, "{\"a\":\"pw=[REDACTED];\",\"b\":{\"key-[REDACTED]\":\"v\",\"list\":"
-				 "[\"[REDACTED]\",1,\"no secret here\"]},\"c\":\"x [REDACTED] y "
-				 "[REDACTED][REDACTED]\"}");
+	assert_string_equal(got,
+	    "{\"a\":\"pw=[REDACTED];\",\"b\":{\"key-[REDACTED]\":\"v\",\"list\":"
+	    "[\"[REDACTED]\",1,\"no secret here\"]},\"c\":\"x [REDACTED] y "
+	    "[REDACTED][REDACTED]\"}");
 	assert_ll_equal(n, 4);
 	free(got);
 	json_decref(j);
@@ -468,7 +473,9 @@ test_redact_through_bus(void **state)
 	assert_ll_equal(event_bus_add(&bus, s), 0);
 	char key[64];
 	snprintf(key, sizeof(key), "k:%s", secret);
-	json_t *data = json_pack("{s:s, s:{s:s}, s:[s]}", "spawnError", "failed with " "p\"a\\ss\nw0rd",
+	json_t *data = json_pack("{s:s, s:{s:s}, s:[s]}", "spawnError",
+	    "failed with "
+	    "p\"a\\ss\nw0rd",
 	    "nested", key, "v", "list", secret);
 	assert_ll_equal(event_bus_emit(&bus, event_new(EV_CELL_COMPLETED, "c", data)), 0);
 	assert_ll_equal(event_bus_close(&bus), 0);
@@ -480,10 +487,13 @@ test_redact_through_bus(void **state)
 	json_t *ev = json_loads(text, 0, NULL);
 	assert_non_null(ev);
 	json_t *d = json_object_get(ev, "data");
-	assert_string_equal(json_string_value(json_object_get(d, "spawnError")), "failed with [REDACTED]");
-	assert_string_equal(json_string_value(json_object_get(json_object_get(d, "nested"), "k:[REDACTED]")),
+	assert_string_equal(json_string_value(json_object_get(d, "spawnError")),
+	    "failed with [REDACTED]");
+	assert_string_equal(json_string_value(
+	                        json_object_get(json_object_get(d, "nested"), "k:[REDACTED]")),
 	    "v");
-	assert_string_equal(json_string_value(json_array_get(json_object_get(d, "list"), 0)), "[REDACTED]");
+	assert_string_equal(json_string_value(json_array_get(json_object_get(d, "list"), 0)),
+	    "[REDACTED]");
 	json_decref(ev);
 	free(text);
 	free(p);
@@ -526,21 +536,21 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_source),
-		cmocka_unit_test(test_envelope),
-		cmocka_unit_test(test_ids_unique),
-		cmocka_unit_test(test_event_new_null_data),
-		cmocka_unit_test_setup_teardown(test_jsonl_append, setup_dir, teardown_dir),
-		cmocka_unit_test_setup_teardown(test_jsonl_refuses_symlink, setup_dir, teardown_dir),
-		cmocka_unit_test_setup_teardown(test_jsonl_open_errors, setup_dir, teardown_dir),
-		cmocka_unit_test(test_fd_and_noop_sinks),
-		cmocka_unit_test(test_bus_write_error),
-		cmocka_unit_test_setup_teardown(test_bus_limits, setup_dir, teardown_dir),
-		cmocka_unit_test(test_redact_json_nested),
-		cmocka_unit_test(test_redact_json_keys_once),
-		cmocka_unit_test(test_redact_json_nothing),
-		cmocka_unit_test_setup_teardown(test_redact_through_bus, setup_dir, teardown_dir),
-		cmocka_unit_test(test_redact_text),
+	    cmocka_unit_test(test_source),
+	    cmocka_unit_test(test_envelope),
+	    cmocka_unit_test(test_ids_unique),
+	    cmocka_unit_test(test_event_new_null_data),
+	    cmocka_unit_test_setup_teardown(test_jsonl_append, setup_dir, teardown_dir),
+	    cmocka_unit_test_setup_teardown(test_jsonl_refuses_symlink, setup_dir, teardown_dir),
+	    cmocka_unit_test_setup_teardown(test_jsonl_open_errors, setup_dir, teardown_dir),
+	    cmocka_unit_test(test_fd_and_noop_sinks),
+	    cmocka_unit_test(test_bus_write_error),
+	    cmocka_unit_test_setup_teardown(test_bus_limits, setup_dir, teardown_dir),
+	    cmocka_unit_test(test_redact_json_nested),
+	    cmocka_unit_test(test_redact_json_keys_once),
+	    cmocka_unit_test(test_redact_json_nothing),
+	    cmocka_unit_test_setup_teardown(test_redact_through_bus, setup_dir, teardown_dir),
+	    cmocka_unit_test(test_redact_text),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -20,18 +20,19 @@
 #include <time.h>
 #include <unistd.h>
 
+/* cmocka needs setjmp.h, stdarg.h, stddef.h and stdint.h first. */
 #include <cmocka.h>
 
 #include "loop/loop.h"
 
-#define assert_ll_equal(a, b)                                                                  \
-	do {                                                                                   \
-		long long _a = (long long)(a), _b = (long long)(b);                            \
-		if (_a != _b)                                                                  \
-			fail_msg("%s == %s: %lld != %lld", #a, #b, _a, _b);                    \
+#define assert_ll_equal(a, b)                                                                      \
+	do {                                                                                       \
+		long long _a = (long long)(a), _b = (long long)(b);                                \
+		if (_a != _b)                                                                      \
+			fail_msg("%s == %s: %lld != %lld", #a, #b, _a, _b);                        \
 	} while (0)
 
-#define MS 1000ULL
+#define MS       1000ULL
 #define SLACK_US (5 * 1000 * MS) /* "soon" on a loaded machine */
 
 static uint64_t
@@ -98,7 +99,7 @@ static void
 add_watchdog(struct loop *l)
 {
 	assert_ll_equal(loop_add_timer(l, now_us() + 20 * 1000 * MS, on_quit_timer,
-			    (void *)(intptr_t)HUNG, NULL),
+	                    (void *)(intptr_t)HUNG, NULL),
 	    0);
 }
 
@@ -168,7 +169,9 @@ test_many_timers_sorted(void **state)
 	for (int i = 0; i < 40; i++) {
 		int id = (i * 17) % 40; /* a permutation of 0..39 */
 		tags[i] = (struct tag){&r, id};
-		assert_ll_equal(loop_add_timer(l, base + (uint64_t)id * 10, on_timer, &tags[i], NULL), 0);
+		assert_ll_equal(loop_add_timer(l, base + (uint64_t)id * 10, on_timer, &tags[i],
+		                    NULL),
+		    0);
 	}
 	add_watchdog(l);
 	assert_ll_equal(loop_run(l), 0);
@@ -260,7 +263,8 @@ test_loop_free_releases_everything(void **state)
 	assert_int_equal(pipe2(fds, O_CLOEXEC), 0);
 	assert_ll_equal(loop_new(&l), 0);
 	for (int i = 0; i < 20; i++)
-		assert_ll_equal(loop_add_timer(l, now_us() + 3600 * 1000 * MS, on_timer, &a, NULL), 0);
+		assert_ll_equal(loop_add_timer(l, now_us() + 3600 * 1000 * MS, on_timer, &a, NULL),
+		    0);
 	assert_ll_equal(loop_add_io(l, fds[0], EPOLLIN, on_timer_io_unused, NULL, NULL), 0);
 	loop_free(l);
 	loop_free(NULL);
@@ -492,7 +496,8 @@ test_signals_set_twice(void **state)
 		loop_free(l);
 		return;
 	}
-	assert_ll_equal(loop_add_timer(l, now_us() + 300 * MS, on_quit_timer, (void *)HUNG, NULL), 0);
+	assert_ll_equal(loop_add_timer(l, now_us() + 300 * MS, on_quit_timer, (void *)HUNG, NULL),
+	    0);
 	assert_int_equal(raise(SIGUSR1), 0);
 	int r = loop_run(l);
 	/* never leave a pending SIGUSR1 behind: loop_free unblocks it and it would kill us */
@@ -502,8 +507,10 @@ test_signals_set_twice(void **state)
 	bool stranded = sigtimedwait(&usr1, NULL, &zero) == SIGUSR1;
 	loop_free(l);
 	if (stranded)
-		fail_msg("SIGUSR1 from the first loop_set_signals() stayed blocked but never reached "
-			 "the handler (loop_run = %d)", r);
+		fail_msg("SIGUSR1 from the first loop_set_signals() stayed blocked but never "
+		         "reached "
+		         "the handler (loop_run = %d)",
+		    r);
 	assert_ll_equal(r, 128 + SIGUSR1);
 	assert_ll_equal(s.signo, SIGUSR1);
 }
@@ -541,21 +548,21 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_timer_fires_at_deadline),
-		cmocka_unit_test(test_timers_in_deadline_order),
-		cmocka_unit_test(test_many_timers_sorted),
-		cmocka_unit_test(test_past_and_zero_deadlines),
-		cmocka_unit_test(test_freed_timer_does_not_fire),
-		cmocka_unit_test(test_free_timer_from_callback),
-		cmocka_unit_test(test_loop_free_releases_everything),
-		cmocka_unit_test(test_io_pipe),
-		cmocka_unit_test(test_io_hangup),
-		cmocka_unit_test(test_io_free_from_callback),
-		cmocka_unit_test(test_quit_code),
-		cmocka_unit_test(test_quit_stops_dispatch),
-		cmocka_unit_test(test_signal),
-		cmocka_unit_test(test_signals_set_twice),
-		cmocka_unit_test(test_idle_no_wakeups),
+	    cmocka_unit_test(test_timer_fires_at_deadline),
+	    cmocka_unit_test(test_timers_in_deadline_order),
+	    cmocka_unit_test(test_many_timers_sorted),
+	    cmocka_unit_test(test_past_and_zero_deadlines),
+	    cmocka_unit_test(test_freed_timer_does_not_fire),
+	    cmocka_unit_test(test_free_timer_from_callback),
+	    cmocka_unit_test(test_loop_free_releases_everything),
+	    cmocka_unit_test(test_io_pipe),
+	    cmocka_unit_test(test_io_hangup),
+	    cmocka_unit_test(test_io_free_from_callback),
+	    cmocka_unit_test(test_quit_code),
+	    cmocka_unit_test(test_quit_stops_dispatch),
+	    cmocka_unit_test(test_signal),
+	    cmocka_unit_test(test_signals_set_twice),
+	    cmocka_unit_test(test_idle_no_wakeups),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

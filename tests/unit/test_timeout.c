@@ -8,37 +8,38 @@
 #include <stdint.h>
 #include <stdio.h>
 
+/* cmocka needs setjmp.h, stdarg.h, stddef.h and stdint.h first. */
 #include <cmocka.h>
 
 #include "cell/timeout.h"
 #include "spec/spec.h"
 
 /* cmocka prints integers in hex; these print signed decimals and the expressions. */
-#define assert_ll_equal(a, b)                                                                  \
-	do {                                                                                   \
-		long long _a = (long long)(a), _b = (long long)(b);                            \
-		if (_a != _b)                                                                  \
-			fail_msg("%s == %s: %lld != %lld", #a, #b, _a, _b);                    \
+#define assert_ll_equal(a, b)                                                                      \
+	do {                                                                                       \
+		long long _a = (long long)(a), _b = (long long)(b);                                \
+		if (_a != _b)                                                                      \
+			fail_msg("%s == %s: %lld != %lld", #a, #b, _a, _b);                        \
 	} while (0)
 
 static const char *
 source_name(enum timeout_source s)
 {
 	static const char *const names[_TIMEOUT_SOURCE_MAX] = {
-		[TIMEOUT_NONE] = "none",
-		[TIMEOUT_FLAG] = "flag",
-		[TIMEOUT_ENV] = "env",
-		[TIMEOUT_SPEC] = "spec",
-		[TIMEOUT_TTL] = "ttl",
+	    [TIMEOUT_NONE] = "none",
+	    [TIMEOUT_FLAG] = "flag",
+	    [TIMEOUT_ENV] = "env",
+	    [TIMEOUT_SPEC] = "spec",
+	    [TIMEOUT_TTL] = "ttl",
 	};
 	return (unsigned)s < _TIMEOUT_SOURCE_MAX ? names[s] : "?";
 }
 
-#define assert_cap(cap, want_source, want_ms)                                                  \
-	do {                                                                                   \
-		struct timeout_cap _c = (cap);                                                 \
-		assert_string_equal(source_name(_c.source), source_name(want_source));         \
-		assert_ll_equal(_c.ms, (want_ms));                                             \
+#define assert_cap(cap, want_source, want_ms)                                                      \
+	do {                                                                                       \
+		struct timeout_cap _c = (cap);                                                     \
+		assert_string_equal(source_name(_c.source), source_name(want_source));             \
+		assert_ll_equal(_c.ms, (want_ms));                                                 \
 	} while (0)
 
 static void
@@ -154,22 +155,22 @@ static void
 test_parse_ms_invalid(void **state)
 {
 	static const char *const bad[] = {
-		"",
-		"0",
-		"00",
-		"-1",
-		"+1",
-		" 1",
-		"1 ",
-		"1x",
-		"x1",
-		"1.5",
-		"1e3",
-		"0x10",
-		"604800001",                /* one week + 1 ms */
-		"18446744073709551615",     /* UINT64_MAX */
-		"18446744073709551616",     /* UINT64_MAX + 1: ERANGE */
-		"99999999999999999999999999",
+	    "",
+	    "0",
+	    "00",
+	    "-1",
+	    "+1",
+	    " 1",
+	    "1 ",
+	    "1x",
+	    "x1",
+	    "1.5",
+	    "1e3",
+	    "0x10",
+	    "604800001",            /* one week + 1 ms */
+	    "18446744073709551615", /* UINT64_MAX */
+	    "18446744073709551616", /* UINT64_MAX + 1: ERANGE */
+	    "99999999999999999999999999",
 	};
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -191,14 +192,14 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_no_cap),
-		cmocka_unit_test(test_single_caps),
-		cmocka_unit_test(test_tightest_wins),
-		cmocka_unit_test(test_ties),
-		cmocka_unit_test(test_messages),
-		cmocka_unit_test(test_message_truncates),
-		cmocka_unit_test(test_parse_ms_valid),
-		cmocka_unit_test(test_parse_ms_invalid),
+	    cmocka_unit_test(test_no_cap),
+	    cmocka_unit_test(test_single_caps),
+	    cmocka_unit_test(test_tightest_wins),
+	    cmocka_unit_test(test_ties),
+	    cmocka_unit_test(test_messages),
+	    cmocka_unit_test(test_message_truncates),
+	    cmocka_unit_test(test_parse_ms_valid),
+	    cmocka_unit_test(test_parse_ms_invalid),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

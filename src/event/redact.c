@@ -1,4 +1,5 @@
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "base/macro.h"
@@ -93,9 +94,16 @@ redact_json(const struct redactor *r, json_t *j)
 			char *nk = redact_string(r, old[i], strlen(old[i]));
 			json_t *val = json_object_get(j, old[i]);
 			if (nk && val) {
+				/* Never overwrite another key: "[REDACTED]", "[REDACTED]#2", ... */
+				char *name = nk;
+				char alt[64];
+				for (int dup = 2; json_object_get(j, name) && dup < 1000; dup++) {
+					snprintf(alt, sizeof(alt), "%.40s#%d", nk, dup);
+					name = alt;
+				}
 				json_incref(val);
 				json_object_del(j, old[i]);
-				json_object_set_new(j, nk, val);
+				json_object_set_new(j, name, val);
 				changed++;
 			}
 			free(nk);

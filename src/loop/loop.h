@@ -36,7 +36,11 @@ void loop_source_free(struct loop_source *s);
 /* Change what an io source waits for (0 = nothing, for backpressure). */
 int loop_source_set_events(struct loop_source *s, uint32_t events);
 
-/* A one-shot timer at an absolute CLOCK_MONOTONIC deadline in microseconds. */
+/*
+ * A one-shot timer at an absolute CLOCK_MONOTONIC deadline in microseconds. A timer that
+ * fires is freed by the loop before its callback runs (the callback gets t == NULL): the
+ * owner must forget its pointer there and never loop_timer_free() it afterwards.
+ */
 int loop_add_timer(struct loop *l, uint64_t deadline_us, loop_timer_fn fn, void *userdata,
     struct loop_timer **ret);
 uint64_t loop_timer_deadline(const struct loop_timer *t);

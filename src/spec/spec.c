@@ -176,7 +176,7 @@ static bool
 ref_is_valid(const char *s)
 {
 	size_t len = strlen(s);
-	if (len < 1 || len > 128)
+	if (len < 1 || len > 128 || s[0] == '.' || s[0] == '-')
 		return false;
 	for (size_t i = 0; i < len; i++) {
 		unsigned char ch = (unsigned char)s[i];
@@ -282,7 +282,9 @@ get_strv(struct vctx *c, json_t *v, const char *path, size_t max_items, size_t m
 static const char *
 check_ref(const char *s)
 {
-	return ref_is_valid(s) ? NULL : "must be 1-128 characters of [A-Za-z0-9._-]";
+	return ref_is_valid(s) ? NULL
+			       : "must be 1-128 characters of [A-Za-z0-9._-], not starting with "
+				 "'.' or '-'";
 }
 
 static void
@@ -382,18 +384,27 @@ parse_authority(struct vctx *c, json_t *a, const char *path)
 	if ((v = json_object_get(a, "secretRefs"))) {
 		subpath(p, sizeof(p), path, "secretRefs");
 		get_strv(c, v, p, SPEC_MAX_LIST, 128, check_ref, &s->secret_refs);
-		/* Two refs must not deliver into the same variable ("a-b" and "a.b"). */
-		for (size_t i = 0; i < s->secret_refs.n; i++)
+		/* Two refs must not deliver into the same variable ("a-b" and "a.b"); positions
+		 * are the document's, so skip entries that were rejected above. */
+		for (size_t i = 0; json_is_array(v) && i < json_array_size(v); i++) {
+			json_t *si = json_array_get(v, i);
+			if (!json_is_string(si) || !ref_is_valid(json_string_value(si)))
+				continue;
 			for (size_t j = 0; j < i; j++) {
+				json_t *sj = json_array_get(v, j);
 				char a1[160], a2[160], q[256];
-				spec_secret_env_name(s->secret_refs.v[i], a1, sizeof(a1));
-				spec_secret_env_name(s->secret_refs.v[j], a2, sizeof(a2));
-				if (strcmp(a1, a2) == 0) {
+				if (!json_is_string(sj) || !ref_is_valid(json_string_value(sj)))
+					continue;
+				spec_secret_env_name(json_string_value(si), a1, sizeof(a1));
+				spec_secret_env_name(json_string_value(sj), a2, sizeof(a2));
+				if (strcmp(a1, a2) == 0 &&
+				    strcmp(json_string_value(si), json_string_value(sj)) != 0) {
 					subpath_index(q, sizeof(q), p, i);
 					verr(c, q, "maps to the same variable %s as %s[%zu]", a1, p, j);
 					break;
 				}
 			}
+		}
 	}
 	if ((v = json_object_get(a, "egressRules"))) {
 		subpath(p, sizeof(p), path, "egressRules");
@@ -679,7 +690,10 @@ parse_correlation(struct vctx *c, json_t *o, const char *path)
 	check_fields(c, o, path, fields);
 	json_object_foreach (o, key, v) {
 		char p[256], k[80];
-		if (strcmp(key, "labels") == 0)
+		bool known = false;
+		for (size_t i = 0; fields[i]; i++)
+			known |= strcmp(key, fields[i]) == 0;
+		if (!known || strcmp(key, "labels") == 0)
 			continue;
 		sanitize_key(key, k, sizeof(k));
 		subpath(p, sizeof(p), path, k);
@@ -739,6 +753,14 @@ parse_spec(struct vctx *c, json_t *sp)
 	}
 	if ((v = get_object(c, sp, "run", "spec.run", true)))
 		parse_run(c, v, "spec.run");
+	/* A variable name cannot start with a digit: such a ref needs file delivery. */
+	if (s->secret_delivery == SPEC_SECRET_ENV)
+		for (size_t i = 0; i < s->secret_refs.n; i++)
+			if (isdigit((unsigned char)s->secret_refs.v[i][0]))
+				verr(c, "spec.authority.secretRefs",
+				    "'%s' starts with a digit and cannot name a variable; use "
+				    "spec.run.secretDelivery \"file\"",
+				    s->secret_refs.v[i]);
 	if ((v = get_object(c, sp, "export", "spec.export", false)))
 		parse_export(c, v, "spec.export");
 	if ((v = get_object(c, sp, "correlation", "spec.correlation", false)))
@@ -942,7 +964,7 @@ spec_to_json(const struct cell_spec *s)
 	json_object_set_new(authority, "secretRefs", strv_to_json(&s->secret_refs));
 	json_t *egress = json_array();
 	for (size_t i = 0; i < s->n_egress_rules; i++) {
-		json_t *r = json_pack("{s:s, s:i}", "host", s->egress_rules[i].host, "port",
+		json_t *r = json_pack("{s:s, s:I}", "host", s->egress_rules[i].host, "port",
 		    (json_int_t)s->egress_rules[i].port);
 		if (r && s->egress_rules[i].protocol)
 			json_object_set_new(r, "protocol", json_string(s->egress_rules[i].protocol));

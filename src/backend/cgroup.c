@@ -340,12 +340,13 @@ rmdir_children(int dirfd, int depth)
 	closedir(d);
 }
 
-static void
+static int
 remove_dirs(struct cgroup *cg)
 {
 	struct cgroup_dir *dirs[_V1_MAX + 1] = {&cg->v2};
 	for (int i = 0; i < _V1_MAX; i++)
 		dirs[i + 1] = &cg->v1[i];
+	int r = 0;
 	for (size_t i = 0; i < ARRAY_SIZE(dirs); i++) {
 		if (!dirs[i]->path)
 			continue;
@@ -357,14 +358,18 @@ remove_dirs(struct cgroup *cg)
 		for (int tries = 0; tries < 200; tries++) {
 			if (rmdir(dirs[i]->path) == 0 || errno == ENOENT)
 				break;
-			if (errno != EBUSY) {
-				log_debug("rmdir %s: %s", dirs[i]->path, strerror(errno));
+			if (errno != EBUSY || tries == 199) {
+				int e = errno;
+				log_debug("rmdir %s: %s", dirs[i]->path, strerror(e));
+				if (r == 0)
+					r = -e;
 				break;
 			}
 			struct timespec ts = {0, 5 * 1000 * 1000};
 			nanosleep(&ts, NULL);
 		}
 	}
+	return r;
 }
 
 int
@@ -454,7 +459,7 @@ cgroup_create(const char *name, const char *parent, const struct cgroup_limits *
 	*ret = cg;
 	return 0;
 fail:
-	remove_dirs(cg);
+	(void)remove_dirs(cg);
 	cgroup_free(cg);
 	return r;
 }
@@ -738,7 +743,9 @@ cgroup_destroy(struct cgroup *cg)
 	}
 	if (cgroup_is_empty(cg) == 0)
 		r = -EBUSY;
-	remove_dirs(cg);
+	int k = remove_dirs(cg);
+	if (r == 0)
+		r = k;
 	cgroup_free(cg);
 	return r;
 }

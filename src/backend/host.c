@@ -31,6 +31,7 @@
 #include "backend/cgroup.h"
 #include "backend/spawn.h"
 #include "base/fd.h"
+#include "base/log.h"
 #include "base/macro.h"
 #include "spec/spec.h"
 
@@ -357,7 +358,19 @@ host_open_artifact(struct backend_cell *bc, const char *path, int *ret_fd)
 	 */
 	uid_t old_uid = 0;
 	gid_t old_gid = 0;
+	_cleanup_free_ gid_t *groups = NULL;
+	int n_groups = 0;
 	if (bc->spec->has_user) {
+		/* The workload has no supplementary groups (setgroups(0) in the child). */
+		n_groups = getgroups(0, NULL);
+		if (n_groups < 0)
+			return -errno;
+		groups = calloc((size_t)n_groups + 1, sizeof(gid_t));
+		if (!groups)
+			return -ENOMEM;
+		n_groups = getgroups(n_groups, groups);
+		if (n_groups < 0 || setgroups(0, NULL) < 0)
+			return -errno;
 		old_gid = (gid_t)setfsgid(bc->spec->gid);
 		old_uid = (uid_t)setfsuid(bc->spec->uid);
 	}
@@ -366,6 +379,8 @@ host_open_artifact(struct backend_cell *bc, const char *path, int *ret_fd)
 	if (bc->spec->has_user) {
 		(void)setfsuid(old_uid);
 		(void)setfsgid(old_gid);
+		if (setgroups((size_t)n_groups, groups) < 0)
+			log_error("cannot restore supplementary groups: %s", strerror(errno));
 	}
 	if (fd < 0)
 		return -e;

@@ -1,9 +1,11 @@
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -46,6 +48,7 @@ struct output {
 	int rd;      /* pipe read end, owned */
 	int dest;    /* the runner's fd, borrowed */
 	int dest_nb; /* a private non-blocking open of dest (pipes, ttys), owned, or -1 */
+	bool dest_sock; /* dest_nb is a dup of a socket: written with send(MSG_DONTWAIT) */
 	struct loop_source *src, *dest_src;
 	char *pending; /* bytes read from the cell that dest has not taken yet */
 	size_t pend_off, pend_len;
@@ -187,7 +190,8 @@ signal_name(int sig, char *buf, size_t size)
  * reopened, are written blocking.
  */
 
-#define OUTPUT_CHUNK 65536
+#define OUTPUT_CHUNK    65536
+#define OUTPUT_DRAIN_MS 5000
 
 static void on_output(struct loop *l, int fd, uint32_t revents, void *userdata);
 
@@ -211,12 +215,32 @@ output_open_dest(struct output *o)
 	char path[64];
 
 	o->dest_nb = -EBADF;
-	if (fstat(o->dest, &st) < 0 || !(S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode)))
+	o->dest_sock = false;
+	if (fstat(o->dest, &st) < 0)
+		return;
+	if (S_ISSOCK(st.st_mode)) {
+		/* A socket cannot be reopened, but send() can be non-blocking per call. */
+		int fd = fcntl(o->dest, F_DUPFD_CLOEXEC, 3);
+		if (fd >= 0) {
+			o->dest_nb = fd;
+			o->dest_sock = true;
+		}
+		return;
+	}
+	if (!(S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode)))
 		return;
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", o->dest);
 	int fd = open(path, O_WRONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 	if (fd >= 0)
 		o->dest_nb = fd;
+}
+
+static ssize_t
+dest_write(struct output *o, const char *buf, size_t n)
+{
+	if (o->dest_sock)
+		return send(o->dest_nb, buf, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+	return write(o->dest_nb, buf, n);
 }
 
 static void
@@ -226,7 +250,7 @@ on_dest_writable(struct loop *l, int fd, uint32_t revents, void *userdata)
 	struct output *o = userdata;
 
 	while (o->pend_len > 0) {
-		ssize_t n = write(o->dest_nb, o->pending + o->pend_off, o->pend_len);
+		ssize_t n = dest_write(o, o->pending + o->pend_off, o->pend_len);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && errno == EAGAIN)
@@ -256,7 +280,7 @@ output_write(struct output *o, const char *buf, size_t n)
 		return;
 	}
 	while (n > 0) {
-		ssize_t w = write(o->dest_nb, buf, n);
+		ssize_t w = dest_write(o, buf, n);
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w < 0 && errno == EAGAIN)
@@ -321,16 +345,50 @@ on_output(struct loop *l, int fd, uint32_t revents, void *userdata)
 }
 
 /*
- * The cell is empty: no writer is left. Copy what is still buffered or in the pipe,
- * blocking on the runner's fd (the loop has nothing else to do), then close.
+ * Write for the final copy: blocking in effect, but bounded by deadline_us so a reader
+ * that never reads cannot keep a finished cell from being reported destroyed.
+ */
+static int
+drain_write(struct output *o, const char *buf, size_t n, uint64_t deadline_us)
+{
+	if (o->dest_nb < 0)
+		return fd_write_all(o->dest, buf, n);
+	while (n > 0) {
+		ssize_t w = dest_write(o, buf, n);
+		if (w > 0) {
+			buf += w;
+			n -= (size_t)w;
+			continue;
+		}
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && errno != EAGAIN)
+			return -errno;
+		uint64_t now = now_mono_us();
+		if (now >= deadline_us)
+			return -ETIMEDOUT;
+		struct pollfd pfd = {.fd = o->dest_nb, .events = POLLOUT};
+		(void)poll(&pfd, 1, (int)((deadline_us - now) / USEC_PER_MSEC) + 1);
+	}
+	return 0;
+}
+
+/*
+ * The cell is empty: no writer is left. Copy what is still buffered or in the pipe, for
+ * at most OUTPUT_DRAIN_MS; what the reader does not take by then is counted as dropped.
  */
 static void
 output_drain(struct output *o)
 {
 	char buf[OUTPUT_CHUNK];
+	uint64_t deadline = now_mono_us() + OUTPUT_DRAIN_MS * USEC_PER_MSEC;
+	bool stuck = false;
 
-	if (o->pend_len > 0 && fd_write_all(o->dest, o->pending + o->pend_off, o->pend_len) < 0)
+	if (o->pend_len > 0 &&
+	    drain_write(o, o->pending + o->pend_off, o->pend_len, deadline) < 0) {
 		o->dropped += o->pend_len;
+		stuck = true;
+	}
 	o->pend_len = 0;
 	while (o->rd >= 0) {
 		ssize_t n = read(o->rd, buf, sizeof(buf));
@@ -338,8 +396,10 @@ output_drain(struct output *o)
 			continue;
 		if (n <= 0)
 			break;
-		if (fd_write_all(o->dest, buf, (size_t)n) < 0)
+		if (stuck || drain_write(o, buf, (size_t)n, deadline) < 0) {
 			o->dropped += (uint64_t)n;
+			stuck = true;
+		}
 	}
 	output_close(o);
 }
@@ -1005,20 +1065,18 @@ finish(struct cell *c)
 		spec_secret_delivery_to_string(s->secret_delivery), "commandExitCode", cmd_code,
 		"correlation", s->correlation ? s->correlation : json_null()));
 
-	/* Secrets are wiped before their revocation is announced. */
-	free_env(c);
-	c->bus->redactor = NULL;
-	secret_set_free(c->secrets);
-	c->secrets = NULL;
+	/*
+	 * Secrets are wiped before their revocation is announced; the last two events are
+	 * built and redacted while the values still exist, then written.
+	 */
+	json_t *revoked = NULL;
 	if (s->secret_refs.n > 0) {
 		json_t *refs = json_array();
 		for (size_t i = 0; i < s->secret_refs.n; i++)
 			json_array_append_new(refs, json_string(s->secret_refs.v[i]));
-		emit(c, EV_CELL_REVOKED,
-		    json_pack("{s:s, s:s, s:o}", "cellId", s->id, "runId", c->run_id, "secretRefs",
-			refs));
+		revoked = json_pack("{s:s, s:s, s:o}", "cellId", s->id, "runId", c->run_id,
+		    "secretRefs", refs);
 	}
-
 	bool ok = !c->spawn_failed && c->stop_cause == STOP_NONE && !c->exit.signaled &&
 	    c->exit.status == 0;
 	json_t *data = json_pack("{s:s, s:s, s:s, s:s, s:I}", "cellId", s->id, "runId", c->run_id,
@@ -1026,6 +1084,16 @@ finish(struct cell *c)
 	    "outputDroppedBytes", (json_int_t)(c->out[0].dropped + c->out[1].dropped));
 	if (data && teardown_error[0])
 		json_object_set_new(data, "teardownError", json_string(teardown_error));
+	redact_json(c->bus->redactor, revoked);
+	redact_json(c->bus->redactor, data);
+
+	free_env(c);
+	c->bus->redactor = NULL;
+	secret_set_free(c->secrets);
+	c->secrets = NULL;
+
+	if (revoked)
+		emit(c, EV_CELL_REVOKED, revoked);
 	emit(c, EV_CELL_DESTROYED, data);
 	c->state = CELL_DESTROYED;
 	if (c->done)

@@ -311,11 +311,12 @@ cmd_run(int argc, char **argv)
 		log_info("%s", cell_failure(runner.cell));
 
 	cell_free(runner.cell);
-	loop_free(runner.loop);
-	/* A run whose record is incomplete did not succeed, whatever the workload did. */
+	/* A run whose record is incomplete did not succeed, whatever the workload did. The
+	 * events reach the disk while signals are still held by the loop. */
 	bool lost = bus.failures > 0;
 	if (event_bus_close(&bus) < 0)
 		lost = true;
+	loop_free(runner.loop);
 	if (lost) {
 		log_error("some events could not be written: the record of this run is incomplete");
 		if (status == 0)

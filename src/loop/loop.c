@@ -105,6 +105,13 @@ loop_free(struct loop *l)
 	free(l->heap);
 	safe_close(l->epfd);
 	safe_close(l->timerfd);
+	if (l->sigfd >= 0) {
+		/* Signals that arrived after the last dispatch are consumed here: unblocking
+		 * them below would otherwise let their default action kill the caller. */
+		struct signalfd_siginfo si;
+		while (read(l->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+			;
+	}
 	safe_close(l->sigfd);
 	if (l->mask_saved)
 		sigprocmask(SIG_SETMASK, &l->original_mask, NULL);

@@ -84,8 +84,9 @@ int sb_view_attach(const struct sb_view *v, const char **ret_step);
  * Open an exported file from inside the cell's view: path resolved under root_fd with
  * RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS (a symlink anywhere in the
  * path is refused with -ELOOP), regular files only (-EINVAL otherwise, -EISDIR for a
- * directory), and only what the workload itself could read (-EACCES). Returns an
- * O_RDONLY|O_CLOEXEC fd in *ret_fd.
+ * directory; looked at through O_PATH, never opened), and only what the workload itself
+ * could reach and read: the lookup runs with the workload's host fsuid/fsgid (-EACCES).
+ * Returns an O_RDONLY|O_CLOEXEC fd in *ret_fd. Not thread-safe (setfsuid).
  */
 int sb_view_open_artifact(int root_fd, const char *path, uid_t host_uid, gid_t host_gid,
     int *ret_fd);

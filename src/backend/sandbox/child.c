@@ -1,0 +1,482 @@
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <net/if.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <linux/filter.h>
+#include <linux/openat2.h>
+
+#include "backend/sandbox/caps.h"
+#include "backend/sandbox/child.h"
+#include "backend/sandbox/landlock.h"
+#include "backend/sandbox/seccomp.h"
+#include "backend/sandbox/view.h"
+
+/*
+ * Everything in this file runs between clone3() and execve() in a copy of the runner's
+ * address space: async-signal-safe calls only, no malloc, no stdio, no errno-setting libc
+ * helpers whose state matters after a raw clone (raise, abort, pthread_*).
+ */
+
+#define SB_EXIT_SETUP 125
+
+static void
+copy_step(char *dst, size_t size, const char *src)
+{
+	size_t i = 0;
+	for (; src[i] && i + 1 < size; i++)
+		dst[i] = src[i];
+	dst[i] = '\0';
+}
+
+static void
+report(int sync_fd, const char *step, int error)
+{
+	struct sb_child_report rep = {.error = error > 0 ? error : EIO};
+	copy_step(rep.step, sizeof(rep.step), step);
+	(void)send(sync_fd, &rep, sizeof(rep), MSG_NOSIGNAL);
+}
+
+/* The runner's seccomp program, received with "go" (the largest a kernel accepts). */
+static struct sock_filter filter_buf[BPF_MAXINSNS];
+
+/*
+ * Receive "go" (struct sb_child_go): the seccomp program into filter_buf and the landlock
+ * ruleset fd. 0, -EPIPE when the runner is gone, or -errno.
+ */
+static int
+receive_go(int sync_fd, struct sb_filter *ret_filter, int *ret_landlock_fd)
+{
+	struct sb_child_go go;
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct iovec iov[2] = {{&go, sizeof(go)}, {filter_buf, sizeof(filter_buf)}};
+	struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 2, .msg_control = u.buf,
+	    .msg_controllen = sizeof(u.buf)};
+	ssize_t n;
+
+	*ret_landlock_fd = -1;
+	do
+		n = recvmsg(sync_fd, &mh, MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	if (n == 0)
+		return -EPIPE;
+	if (n < 0)
+		return -errno;
+	for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm))
+		if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
+		    cm->cmsg_len == CMSG_LEN(sizeof(int)))
+			memcpy(ret_landlock_fd, CMSG_DATA(cm), sizeof(int));
+	if ((mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || (size_t)n < sizeof(go) ||
+	    (size_t)n != sizeof(go) + go.n_insns * sizeof(struct sock_filter) ||
+	    (go.has_landlock != 0) != (*ret_landlock_fd >= 0))
+		return -EBADMSG;
+	ret_filter->prog.len = (unsigned short)go.n_insns;
+	ret_filter->prog.filter = go.n_insns ? filter_buf : NULL;
+	return 0;
+}
+
+/* The cell's mount namespace to the runner, which reads the exports through it. */
+static int
+send_mntns(int sync_fd)
+{
+	struct sb_child_report rep = {.error = 0};
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	int fd = open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	copy_step(rep.step, sizeof(rep.step), "mntns");
+	memset(&u, 0, sizeof(u));
+	struct iovec iov = {&rep, sizeof(rep)};
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+	    .msg_controllen = sizeof(u.buf)};
+	struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+	ssize_t n = sendmsg(sync_fd, &mh, MSG_NOSIGNAL);
+	int r = n < 0 ? -errno : 0;
+	close(fd);
+	return r;
+}
+
+static _noreturn_ void
+fail(int sync_fd, const char *step, int error, int code)
+{
+	report(sync_fd, step, error);
+	_exit(code);
+}
+
+/* Move fd to a number >= 3 so that the stdio dup2()s cannot clobber it. */
+static int
+fd_above_stdio(int fd)
+{
+	if (fd < 0 || fd > 2)
+		return fd;
+	int n = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	return n < 0 ? fd : n;
+}
+
+static int
+loopback_up(void)
+{
+	struct ifreq ifr;
+	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (s < 0)
+		return -errno;
+	memset(&ifr, 0, sizeof(ifr));
+	memcpy(ifr.ifr_name, "lo", 3);
+	int r = 0;
+	if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0)
+		r = -errno;
+	else {
+		ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+		if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0)
+			r = -errno;
+	}
+	close(s);
+	return r;
+}
+
+static const char *
+env_get(const char *const *envp, const char *name)
+{
+	size_t n = strlen(name);
+	for (size_t i = 0; envp && envp[i]; i++)
+		if (strncmp(envp[i], name, n) == 0 && envp[i][n] == '=')
+			return envp[i] + n + 1;
+	return NULL;
+}
+
+/*
+ * execve() with execvp()'s search of PATH (taken from the cell's environment, or a default)
+ * but no allocation and no fallback to /bin/sh for ENOEXEC. Returns -errno: -ENOENT when
+ * nothing was found, -EACCES when something was found but not executable.
+ */
+static int
+exec_search(const char *file, const char *const *argv, const char *const *envp)
+{
+	char buf[PATH_MAX];
+	bool eacces = false;
+
+	if (strchr(file, '/')) {
+		execve(file, (char *const *)argv, (char *const *)envp);
+		return -errno;
+	}
+	const char *path = env_get(envp, "PATH");
+	if (!path)
+		path = "/usr/local/bin:/usr/bin:/bin";
+	size_t flen = strlen(file);
+	for (const char *p = path;; p++) {
+		const char *end = strchrnul(p, ':');
+		size_t dlen = (size_t)(end - p);
+		if (dlen + flen + 2 <= sizeof(buf)) {
+			if (dlen == 0) {
+				buf[0] = '.';
+				dlen = 1;
+			} else
+				memcpy(buf, p, dlen);
+			buf[dlen] = '/';
+			memcpy(buf + dlen + 1, file, flen + 1);
+			execve(buf, (char *const *)argv, (char *const *)envp);
+			switch (errno) {
+			case EACCES:
+				eacces = true;
+				break;
+			case ENOENT:
+			case ENOTDIR:
+			case ENAMETOOLONG:
+			case ELOOP:
+				break;
+			default:
+				return -errno;
+			}
+		}
+		if (*end == '\0')
+			break;
+		p = end;
+	}
+	return eacces ? -EACCES : -ENOENT;
+}
+
+static int
+enter_cwd(const char *cwd)
+{
+	struct open_how how = {
+		.flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
+		.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+	};
+	char buf[PATH_MAX];
+
+	if (!cwd)
+		cwd = "/";
+	int fd = (int)syscall(SYS_openat2, AT_FDCWD, cwd, &how, sizeof(how));
+	if (fd < 0)
+		return -errno;
+	int r = fchdir(fd) < 0 ? -errno : 0;
+	close(fd);
+	if (r < 0)
+		return r;
+	/* The kernel answers "(unreachable)/..." (or ENOENT) for a cwd outside the root. */
+	long n = syscall(SYS_getcwd, buf, sizeof(buf));
+	if (n < 0)
+		return -errno;
+	if (buf[0] != '/')
+		return -EXDEV;
+	return 0;
+}
+
+static void
+reset_signals(void)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = SIG_DFL;
+	for (int s = 1; s < _NSIG; s++)
+		if (s != SIGKILL && s != SIGSTOP)
+			(void)sigaction(s, &sa, NULL);
+}
+
+static _noreturn_ void
+workload_main(const struct sb_child_config *c, int sync_fd, int landlock_fd)
+{
+	int stdio[3];
+	int r;
+
+	reset_signals();
+	close(c->status_fd);
+
+	for (int i = 0; i < 3; i++) {
+		stdio[i] = c->stdio[i];
+		if (stdio[i] < 0 && (stdio[i] = open("/dev/null", O_RDWR | O_CLOEXEC)) < 0)
+			fail(sync_fd, "stdio", errno, SB_EXIT_SETUP);
+		/* Out of the way of 0-2 first, so no dup2() below overwrites a source. */
+		if (stdio[i] < 3 && (stdio[i] = fcntl(stdio[i], F_DUPFD_CLOEXEC, 3)) < 0)
+			fail(sync_fd, "stdio", errno, SB_EXIT_SETUP);
+	}
+	for (int i = 0; i < 3; i++)
+		if (dup2(stdio[i], i) < 0)
+			fail(sync_fd, "stdio", errno, SB_EXIT_SETUP);
+
+	/* Its own session: no controlling terminal to inject into (TIOCSTI). */
+	if (setsid() < 0)
+		fail(sync_fd, "setsid", errno, SB_EXIT_SETUP);
+
+	if ((r = enter_cwd(c->cwd)) < 0)
+		fail(sync_fd, "chdir", -r, SB_EXIT_SETUP);
+
+	struct rlimit core = {0, 0};
+	if (setrlimit(RLIMIT_CORE, &core) < 0)
+		fail(sync_fd, "rlimit", errno, SB_EXIT_SETUP);
+	if (c->nofile) {
+		struct rlimit nf = {c->nofile, c->nofile};
+		if (setrlimit(RLIMIT_NOFILE, &nf) < 0)
+			fail(sync_fd, "rlimit", errno, SB_EXIT_SETUP);
+	}
+	umask(022);
+
+	if (landlock_fd >= 0) {
+		if ((r = sb_landlock_apply(landlock_fd)) < 0)
+			fail(sync_fd, "landlock", -r, SB_EXIT_SETUP);
+		close(landlock_fd);
+	}
+
+	/* Only the sync socket (O_CLOEXEC, for an exec error) survives, as fd 3. */
+	if (sync_fd != 3) {
+		if (dup3(sync_fd, 3, O_CLOEXEC) < 0)
+			_exit(SB_EXIT_SETUP);
+		sync_fd = 3;
+	}
+	if (syscall(SYS_close_range, 4U, ~0U, 0U) < 0)
+		fail(sync_fd, "close_range", errno, SB_EXIT_SETUP);
+
+	sigset_t none;
+	sigemptyset(&none);
+	if (sigprocmask(SIG_SETMASK, &none, NULL) < 0)
+		fail(sync_fd, "signals", errno, SB_EXIT_SETUP);
+
+	r = exec_search(c->argv[0], c->argv, c->envp);
+	fail(sync_fd, "exec", -r, r == -ENOENT ? 127 : 126);
+}
+
+/* The workload's stack while it shares init's memory (a static array: no allocation). */
+static char workload_stack[128 * 1024] __attribute__((aligned(64)));
+
+struct workload_args {
+	const struct sb_child_config *c;
+	int sync_fd;
+	int landlock_fd;
+};
+
+static int
+workload_entry(void *arg)
+{
+	const struct workload_args *wa = arg;
+	workload_main(wa->c, wa->sync_fd, wa->landlock_fd);
+}
+
+static _noreturn_ void
+init_main(const struct sb_child_config *c, int sync_fd, pid_t workload)
+{
+	int status_fd = c->status_fd;
+	int r;
+
+	/* stdio on the cell's /dev/null: init must not hold the runner's terminal or pipes. */
+	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (null < 0)
+		goto broken;
+	for (int i = 0; i < 3; i++)
+		if (dup2(null, i) < 0)
+			goto broken;
+	if (null > 2)
+		close(null);
+
+	/* Keep only the status pipe, as fd 3; closing the sync socket lets the runner see
+	 * EOF once the workload's execve succeeds. */
+	if (status_fd != 3) {
+		if (dup3(status_fd, 3, O_CLOEXEC) < 0)
+			goto broken;
+		status_fd = 3;
+	}
+	if (sync_fd != 3)
+		close(sync_fd);
+	(void)syscall(SYS_close_range, 4U, ~0U, 0U);
+
+	sigset_t all;
+	sigfillset(&all);
+	for (;;) {
+		siginfo_t si;
+		int sig = sigwaitinfo(&all, &si);
+		if (sig < 0)
+			continue;
+		if (sig == SIGCHLD) {
+			int st;
+			pid_t p;
+			while ((p = waitpid(-1, &st, WNOHANG)) > 0) {
+				if (p != workload)
+					continue;
+				(void)!write(status_fd, &st, sizeof(st));
+				/* Exiting kills the rest of the cell (pid namespace teardown). */
+				_exit(WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+			}
+			continue;
+		}
+		/* Forward what comes from outside the cell (the runner, the kernel) to all of it;
+		 * a signal the workload sends to its init is not amplified. */
+		if (si.si_pid == 0)
+			(void)kill(-1, sig);
+	}
+
+broken:
+	r = errno;
+	report(sync_fd, "init", r);
+	(void)kill(workload, SIGKILL);
+	_exit(SB_EXIT_SETUP);
+}
+
+void
+sb_child_main(const struct sb_child_config *c)
+{
+	sigset_t all;
+	const char *step;
+	struct sb_filter filter = {{0}};
+	int landlock_fd;
+	int r;
+
+	/* Signals wait for init's sigwaitinfo() (a pid-namespace init ignores unhandled ones). */
+	sigfillset(&all);
+	(void)sigprocmask(SIG_BLOCK, &all, NULL);
+
+	int sync_fd = fd_above_stdio(c->sync_fd);
+
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+		fail(sync_fd, "dumpable", errno, SB_EXIT_SETUP);
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
+		fail(sync_fd, "pdeathsig", errno, SB_EXIT_SETUP);
+
+	/* Into the v1 hierarchies first, before this process charges memory anywhere. */
+	for (size_t i = 0; i < c->n_cgroup_fds; i++)
+		if (write(c->cgroup_fds[i], "0", 1) < 0)
+			fail(sync_fd, "cgroup", errno, SB_EXIT_SETUP);
+	/* The other namespaces, owned by the cell's user namespace, while the runner works. A
+	 * cgroup namespace made now is rooted at the cell's own cgroups: the cell sees "/". */
+	if (unshare(c->unshare_flags | CLONE_NEWCGROUP) < 0)
+		fail(sync_fd, "namespaces", errno, SB_EXIT_SETUP);
+
+	/* The runner writes uid_map and gid_map, then says go. EOF: the runner is gone. */
+	r = receive_go(sync_fd, &filter, &landlock_fd);
+	if (r == -EPIPE)
+		_exit(SB_EXIT_SETUP);
+	if (r < 0)
+		fail(sync_fd, "sync", -r, SB_EXIT_SETUP);
+	landlock_fd = fd_above_stdio(landlock_fd);
+
+	if (setresgid(c->gid, c->gid, c->gid) < 0)
+		fail(sync_fd, "setresgid", errno, SB_EXIT_SETUP);
+	if (setgroups(0, NULL) < 0)
+		fail(sync_fd, "setgroups", errno, SB_EXIT_SETUP);
+	if (setresuid(c->uid, c->uid, c->uid) < 0)
+		fail(sync_fd, "setresuid", errno, SB_EXIT_SETUP);
+	/* A credential change clears the parent-death signal: set it again. */
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
+		fail(sync_fd, "pdeathsig", errno, SB_EXIT_SETUP);
+	if (setsid() < 0)
+		fail(sync_fd, "setsid", errno, SB_EXIT_SETUP);
+
+	if ((r = sb_view_attach(c->view, &step)) < 0)
+		fail(sync_fd, step, -r, SB_EXIT_SETUP);
+	if (c->send_mntns && (r = send_mntns(sync_fd)) < 0)
+		fail(sync_fd, "mntns", -r, SB_EXIT_SETUP);
+	if (c->hostname && sethostname(c->hostname, strlen(c->hostname)) < 0)
+		fail(sync_fd, "hostname", errno, SB_EXIT_SETUP);
+	if (c->loopback_up && (r = loopback_up()) < 0)
+		fail(sync_fd, "loopback", -r, SB_EXIT_SETUP);
+
+	/* Nothing privileged is left to do: neither init nor the workload keeps anything. */
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		fail(sync_fd, "no_new_privs", errno, SB_EXIT_SETUP);
+	if ((r = sb_caps_drop_all()) < 0)
+		fail(sync_fd, "capabilities", -r, SB_EXIT_SETUP);
+	/*
+	 * The filter goes on here, before the workload is cloned, so init and the workload
+	 * share one (inherited, compiled once). What the workload still does before execve
+	 * (setsid, openat2, setrlimit, landlock_restrict_self, close_range) is not denied.
+	 */
+	if (filter.prog.len && (r = sb_seccomp_install(&filter)) < 0)
+		fail(sync_fd, "seccomp", -r, SB_EXIT_SETUP);
+
+	/*
+	 * The workload shares init's memory until its execve (vfork semantics: init waits), so
+	 * no page table is copied. It only writes its own stack (workload_stack) and errno, and
+	 * must not change anything that belongs to the memory (PR_SET_DUMPABLE stays 0 for
+	 * init: a dumpable init could be read and written through /proc/1/mem).
+	 */
+	struct workload_args wa = {.c = c, .sync_fd = sync_fd, .landlock_fd = landlock_fd};
+	pid_t pid = clone(workload_entry, workload_stack + sizeof(workload_stack),
+	    CLONE_VM | CLONE_VFORK | SIGCHLD, &wa);
+	if (pid < 0)
+		fail(sync_fd, "fork", errno, SB_EXIT_SETUP);
+	if (landlock_fd >= 0)
+		close(landlock_fd);
+	init_main(c, sync_fd, pid);
+}

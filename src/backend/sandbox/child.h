@@ -1,0 +1,83 @@
+/*
+ * child.h - the sandboxed cell's side of the clone: setup, init (PID 1) and the workload.
+ *
+ * sb_child_main() runs in the process clone3() created in the new user, pid, mount, net,
+ * UTS and IPC namespaces. Everything here is async-signal-safe (raw system calls, no
+ * allocation, no stdio): the runner prepared every string, fd and filter beforehand and
+ * the child only reads them. The sequence is:
+ *
+ *   setup (PID 1, still privileged in its own user namespace)
+ *     block signals, PR_SET_DUMPABLE 0, PR_SET_PDEATHSIG, join the v1 cgroups, create the
+ *     mount, network, UTS, IPC and cgroup namespaces (clone3 made only the user and pid
+ *     ones: the network namespace is the expensive one, and the runner meanwhile writes
+ *     the id maps and builds the seccomp and landlock policies), wait for the runner's
+ *     "go" (struct sb_child_go, carrying both policies), become the cell's uid/gid
+ *     (supplementary groups cleared), setsid, attach the view and pivot_root, hostname,
+ *     loopback up, PR_SET_NO_NEW_PRIVS, every capability dropped, the seccomp filter
+ *     (inherited by the workload: one filter for the whole cell), then clone the workload
+ *     with CLONE_VM | CLONE_VFORK (no page-table copy; init waits for its execve);
+ *   init (PID 1 from then on)
+ *     stdio on /dev/null, every other fd closed; reaps every
+ *     process, forwards signals from outside the cell to the whole cell (kill(-1)), and
+ *     when the workload exits writes its wait status to the status pipe and exits, which
+ *     makes the kernel kill what is left of the cell;
+ *   workload (PID 2)
+ *     signal dispositions reset, stdio, its own session, cwd resolved inside the root and
+ *     checked, rlimits, umask, landlock, close_range, signals unblocked, execve (PATH
+ *     searched inside the cell).
+ *
+ * Any failure before execve is reported to the runner on the sync socket as one struct
+ * sb_child_report; the runner sees EOF on that socket when the workload's execve
+ * succeeds (the last copy is O_CLOEXEC). When asked (send_mntns), the setup sends, after
+ * pivot_root, a report with error 0 and the fd of the cell's mount namespace attached
+ * (SCM_RIGHTS): holding it keeps the view's mounts for the exports after the run.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "base/macro.h"
+
+struct sb_view;
+
+#define SB_CHILD_MAX_CGROUP_FDS 8
+
+/*
+ * The runner's "go", sent once uid_map and gid_map are written: this header, then the
+ * seccomp program's n_insns instructions in the same SOCK_SEQPACKET message, and the
+ * landlock ruleset fd as SCM_RIGHTS when has_landlock is set.
+ */
+struct sb_child_go {
+	uint32_t n_insns;      /* 0: no seccomp filter */
+	uint32_t has_landlock;
+};
+
+struct sb_child_report {
+	int32_t error;  /* errno */
+	char step[28];  /* "exec", "chdir", "mount", ... */
+};
+
+struct sb_child_config {
+	const struct sb_view *view;
+	int sync_fd;   /* the cell's end of the runner's SOCK_SEQPACKET socketpair */
+	int status_fd; /* write end of the status pipe (init -> runner) */
+	int cgroup_fds[SB_CHILD_MAX_CGROUP_FDS]; /* v1 `tasks` / cgroup.procs: join by writing "0" */
+	size_t n_cgroup_fds;
+	unsigned long unshare_flags; /* CLONE_NEW* the setup creates itself (not CLONE_NEWUSER) */
+	uid_t uid;     /* the workload's ids inside the user namespace */
+	gid_t gid;
+	const char *hostname;
+	bool loopback_up;
+	uint64_t nofile;                 /* 0: inherited */
+	bool send_mntns; /* send the cell's mount namespace fd (error 0 report) for exports */
+	const char *const *argv;
+	const char *const *envp;
+	const char *cwd;                 /* inside the cell; NULL = "/" */
+	int stdio[3];
+};
+
+/* Never returns. */
+_noreturn_ void sb_child_main(const struct sb_child_config *c);

@@ -1,0 +1,733 @@
+/*
+ * sandbox.c - the `sandbox` backend: cellvisor's own isolation, no external runtime.
+ *
+ * prepare() creates the cell's cgroup with its limits and builds the whole filesystem view
+ * as detached mounts (view.h). start() clones the cell's setup process into a new user and
+ * pid namespace and into the cell's v2 cgroup; while the setup process creates its mount,
+ * network (unless "host"), UTS, IPC and cgroup namespaces (the network namespace alone
+ * costs about 0.4 ms), the runner writes its uid/gid maps, builds the seccomp filter and
+ * the landlock ruleset, and sends them with "go" (child.h). start() returns the pidfd of
+ * the cell's init (PID 1), whose exit is the cell's end; reap() reports the *workload's*
+ * wait status, which init hands over on the status pipe. When the spec exports artifacts,
+ * the runner holds the cell's mount namespace (sent by the cell) until destroy(), so that
+ * they are read from inside the cell's view after the run.
+ *
+ * Identity: the workload runs as uid/gid 65534 inside the cell, mapped to the dedicated
+ * host id SB_DEFAULT_HOST_ID, which no host account uses, unless run.user names one: then
+ * that uid/gid, mapped to the same host uid/gid (files it writes into readWrite paths
+ * belong to that host user), except 0, which maps to SB_DEFAULT_HOST_ID too: a cell is
+ * never the host's root. The user namespace maps that one uid and that one gid only.
+ */
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <linux/nsfs.h>
+#include <linux/sched.h>
+
+#include "backend/backend.h"
+#include "backend/cgroup.h"
+#include "backend/sandbox/child.h"
+#include "backend/sandbox/landlock.h"
+#include "backend/sandbox/sandbox.h"
+#include "backend/sandbox/seccomp.h"
+#include "backend/sandbox/view.h"
+#include "base/fd.h"
+#include "base/macro.h"
+#include "spec/spec.h"
+
+/* How long start() waits for the cell's setup before giving up on it. */
+#define SB_SETUP_TIMEOUT_MS 30000
+
+struct backend_cell {
+	const struct cell_spec *spec; /* owned by the cell, outlives this struct */
+	struct cgroup *cg;            /* NULL: contained by the pid namespace only */
+	struct sb_view view;
+	uid_t uid, host_uid; /* inside the cell / on the host */
+	gid_t gid, host_gid;
+	char **secret_values; /* copies of the file-delivered secrets, wiped on destroy */
+	size_t *secret_lengths;
+	size_t n_secrets;
+	int join_v1[SB_CHILD_MAX_CGROUP_FDS]; /* v1 `tasks` files (owned) or cgroup.procs */
+	bool join_v1_owned[SB_CHILD_MAX_CGROUP_FDS];
+	size_t n_join_v1;
+	int join_v2; /* the v2 cgroup.procs (borrowed), for when CLONE_INTO_CGROUP is refused */
+	int init_pidfd; /* our own reference to the cell's init */
+	int status_fd;  /* read end of the status pipe */
+	int mntns_fd;   /* with artifacts: keeps the cell's mount namespace (its view) alive */
+	bool started;
+};
+
+static int
+sandbox_probe(struct backend_caps *ret)
+{
+	struct cgroup_layout l;
+	char buf[32];
+
+	cgroup_probe(&l);
+	*ret = (struct backend_caps){
+		.cgroup_v2 = l.v2,
+		.cgroup_limits = cgroup_can_limit_memory(&l) && cgroup_can_limit_pids(&l),
+		.cgroup_cpu = cgroup_can_limit_cpu(&l),
+		.landlock_abi = sb_landlock_abi(),
+	};
+	/* Namespaces: user namespaces must be enabled and the mount API present. */
+	_cleanup_close_ int dir = open("/proc/sys/user", O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+	ret->namespaces = dir >= 0 && fd_read_file_at(dir, "max_user_namespaces", buf,
+	    sizeof(buf)) > 0 && atoi(buf) > 0 && access("/proc/self/ns/user", F_OK) == 0;
+	if (ret->namespaces) {
+		int fs = fsopen("tmpfs", FSOPEN_CLOEXEC);
+		ret->namespaces = fs >= 0;
+		safe_close(fs);
+	}
+	ret->seccomp = prctl(PR_GET_SECCOMP, 0, 0, 0, 0) >= 0 &&
+	    access("/proc/sys/kernel/seccomp/actions_avail", F_OK) == 0;
+	snprintf(ret->containment, sizeof(ret->containment), "pid namespace + %s",
+	    cgroup_layout_describe(&l));
+	return 0;
+}
+
+static void
+degrade(struct backend_prepare_result *res, const char *item, const char *reason)
+{
+	if (res->n_degraded >= BACKEND_MAX_DEGRADED)
+		return;
+	struct backend_degraded *d = &res->degraded[res->n_degraded++];
+	snprintf(d->item, sizeof(d->item), "%s", item);
+	snprintf(d->reason, sizeof(d->reason), "%s", reason);
+}
+
+static void
+wipe_secrets(struct backend_cell *bc)
+{
+	for (size_t i = 0; i < bc->n_secrets; i++)
+		if (bc->secret_values[i]) {
+			explicit_bzero(bc->secret_values[i], bc->secret_lengths[i]);
+			free(bc->secret_values[i]);
+		}
+	free(bc->secret_values);
+	free(bc->secret_lengths);
+	bc->secret_values = NULL;
+	bc->secret_lengths = NULL;
+	bc->n_secrets = 0;
+}
+
+static int
+copy_secrets(struct backend_cell *bc, const struct backend_prepare_args *a)
+{
+	size_t n = a->spec->secret_refs.n;
+	if (a->spec->secret_delivery != SPEC_SECRET_FILE || n == 0)
+		return 0;
+	if (!a->secret_values || !a->secret_lengths)
+		return -EINVAL;
+	bc->secret_values = calloc(n, sizeof(char *));
+	bc->secret_lengths = calloc(n, sizeof(size_t));
+	if (!bc->secret_values || !bc->secret_lengths)
+		return -ENOMEM;
+	bc->n_secrets = n;
+	for (size_t i = 0; i < n; i++) {
+		if (!a->secret_values[i])
+			return -EINVAL;
+		bc->secret_values[i] = malloc(a->secret_lengths[i] + 1);
+		if (!bc->secret_values[i])
+			return -ENOMEM;
+		memcpy(bc->secret_values[i], a->secret_values[i], a->secret_lengths[i]);
+		bc->secret_values[i][a->secret_lengths[i]] = '\0';
+		bc->secret_lengths[i] = a->secret_lengths[i];
+	}
+	return 0;
+}
+
+/* The filesystem view: what a start consumes. */
+static int
+build_view(struct backend_cell *bc, char *err, size_t err_size)
+{
+	struct sb_view_config cfg = {
+		.spec = bc->spec,
+		.host_uid = bc->host_uid,
+		.host_gid = bc->host_gid,
+		.secret_values = (const char *const *)bc->secret_values,
+		.secret_lengths = bc->secret_lengths,
+	};
+	return sb_view_build(&cfg, &bc->view, err, err_size);
+}
+
+static int sandbox_destroy(struct backend_cell *bc);
+
+/*
+ * The fds the cell's setup process writes "0" to, to join the cell's cgroups. Writing
+ * cgroup.procs takes the kernel's global cgroup_threadgroup_rwsem for writing, which waits
+ * for an RCU grace period when the lock was idle: 4 to 17 ms here, on every cold start. A
+ * single-threaded process writing "0" to a v1 hierarchy's `tasks` file moves itself without
+ * that lock. cgroup.h only hands out cgroup.procs fds, so the `tasks` file next to each v1
+ * one is opened here; on any surprise the cgroup.procs fd is used as is. (v2 has no such
+ * file for domain cgroups; CLONE_INTO_CGROUP joins it without any write.)
+ */
+static void
+prepare_join_fds(struct backend_cell *bc)
+{
+	int all[SB_CHILD_MAX_CGROUP_FDS], v1[SB_CHILD_MAX_CGROUP_FDS];
+	size_t n_all = cgroup_join_fds(bc->cg, all, ARRAY_SIZE(all), true);
+	size_t n_v1 = cgroup_join_fds(bc->cg, v1, ARRAY_SIZE(v1), false);
+
+	bc->join_v2 = n_all > n_v1 ? all[0] : -1;
+	for (size_t i = 0; i < n_v1; i++) {
+		char link[64], path[PATH_MAX];
+		static const char suffix[] = "/cgroup.procs";
+		int fd = -1;
+
+		snprintf(link, sizeof(link), "/proc/self/fd/%d", v1[i]);
+		ssize_t n = readlink(link, path, sizeof(path) - 8);
+		size_t ls = sizeof(suffix) - 1;
+		if (n > (ssize_t)ls && strncmp(path + n - ls, suffix, ls) == 0) {
+			memcpy(path + n - ls, "/tasks", sizeof("/tasks"));
+			fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+		}
+		bc->join_v1_owned[i] = fd >= 0;
+		bc->join_v1[i] = fd >= 0 ? fd : v1[i];
+	}
+	bc->n_join_v1 = n_v1;
+}
+
+static int
+sandbox_prepare(const struct backend_prepare_args *a, struct backend_prepare_result *res,
+    struct backend_cell **ret)
+{
+	const struct cell_spec *s = a->spec;
+	struct cgroup_layout l;
+	int r;
+
+	struct backend_cell *bc = calloc(1, sizeof(*bc));
+	if (!bc)
+		return -ENOMEM;
+	*bc = (struct backend_cell){.spec = s, .init_pidfd = -EBADF, .join_v2 = -EBADF,
+	    .status_fd = -EBADF, .mntns_fd = -EBADF, .view = {.root_fd = -EBADF}};
+
+	bc->uid = s->has_user ? s->uid : SB_DEFAULT_ID;
+	bc->gid = s->has_user ? s->gid : SB_DEFAULT_ID;
+	bc->host_uid = s->has_user && s->uid != 0 ? s->uid : SB_DEFAULT_HOST_ID;
+	bc->host_gid = s->has_user && s->gid != 0 ? s->gid : SB_DEFAULT_HOST_ID;
+
+	if (s->n_egress_rules > 0) {
+		char why[192];
+		snprintf(why, sizeof(why), "the sandbox has no egress allowlist yet: the %zu declared "
+		    "destination(s) are not enforced and the cell gets network '%s'",
+		    s->n_egress_rules, spec_network_to_string(s->network == SPEC_NETWORK_UNSET ?
+			SPEC_NETWORK_NONE : s->network));
+		degrade(res, "authority.egressRules", why);
+	}
+
+	cgroup_probe(&l);
+	struct cgroup_limits lim = {0};
+	if (s->memory_max_bytes && !cgroup_can_limit_memory(&l))
+		degrade(res, "run.limits.memoryMaxBytes", "no memory cgroup controller on this host");
+	else
+		lim.memory_max_bytes = s->memory_max_bytes;
+	if (s->pids_max && !cgroup_can_limit_pids(&l))
+		degrade(res, "run.limits.pidsMax", "no pids cgroup controller on this host");
+	else
+		lim.pids_max = s->pids_max;
+	if (s->cpu_millicores && !cgroup_can_limit_cpu(&l))
+		degrade(res, "run.limits.cpuMillicores", "no cpu cgroup controller on this host");
+	else
+		lim.cpu_millicores = s->cpu_millicores;
+
+	char err[256] = "", name[128];
+	snprintf(name, sizeof(name), "cellvisor-%s", a->cell_name);
+	r = cgroup_create(name, a->cgroup_parent, &lim, err, sizeof(err), &bc->cg);
+	if (r < 0) {
+		if (lim.memory_max_bytes || lim.pids_max || lim.cpu_millicores || a->cgroup_parent) {
+			snprintf(res->error, sizeof(res->error), "cgroup: %s", err);
+			goto fail;
+		}
+		/* The pid namespace still contains the cell: its init's exit kills it all. */
+		bc->cg = NULL;
+	} else
+		prepare_join_fds(bc);
+
+	/* Only a privileged process may raise a hard limit: do it once, here, for the cell. */
+	if (s->nofile) {
+		struct rlimit cur;
+		if (getrlimit(RLIMIT_NOFILE, &cur) < 0) {
+			r = -errno;
+			goto fail;
+		}
+		if (cur.rlim_max < s->nofile) {
+			struct rlimit want = {cur.rlim_cur, s->nofile};
+			if (setrlimit(RLIMIT_NOFILE, &want) < 0) {
+				r = -errno;
+				snprintf(res->error, sizeof(res->error), "run.limits.nofile: %llu is above "
+				    "the runner's hard limit %llu and it cannot be raised: %s",
+				    (unsigned long long)s->nofile, (unsigned long long)cur.rlim_max,
+				    strerror(-r));
+				goto fail;
+			}
+		}
+	}
+
+	if ((r = copy_secrets(bc, a)) < 0) {
+		snprintf(res->error, sizeof(res->error), "cannot stage the file-delivered secrets: %s",
+		    strerror(-r));
+		goto fail;
+	}
+	if ((r = build_view(bc, res->error, sizeof(res->error))) < 0)
+		goto fail;
+	*ret = bc;
+	return 0;
+fail:
+	sandbox_destroy(bc);
+	return r;
+}
+
+static int
+write_proc_file(pid_t pid, const char *name, const char *value)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, name);
+	_cleanup_close_ int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		return -errno;
+	ssize_t n = write(fd, value, strlen(value));
+	if (n < 0)
+		return -errno;
+	return (size_t)n == strlen(value) ? 0 : -EIO;
+}
+
+/* What the runner does for the cell between clone and "go". */
+static int
+setup_from_outside(struct backend_cell *bc, pid_t pid, const char **ret_step)
+{
+	char map[64];
+	int r;
+
+	/* Written by a privileged writer, so setgroups stays allowed: the child clears its
+	 * supplementary groups itself instead of keeping the runner's. */
+	*ret_step = "uid_map";
+	snprintf(map, sizeof(map), "%u %u 1\n", (unsigned)bc->uid, (unsigned)bc->host_uid);
+	if ((r = write_proc_file(pid, "uid_map", map)) < 0)
+		return r;
+	*ret_step = "gid_map";
+	snprintf(map, sizeof(map), "%u %u 1\n", (unsigned)bc->gid, (unsigned)bc->host_gid);
+	if ((r = write_proc_file(pid, "gid_map", map)) < 0)
+		return r;
+	return 0;
+}
+
+/*
+ * Build the seccomp filter and the landlock ruleset (while the cell creates its network
+ * namespace) and send them with "go" (child.h: struct sb_child_go).
+ */
+static int
+send_go(struct backend_cell *bc, int sync_fd, const char **ret_step)
+{
+	_cleanup_(sb_seccomp_free) struct sb_filter filter = {{0}};
+	_cleanup_close_ int landlock_fd = -EBADF;
+	int r;
+
+	*ret_step = "seccomp";
+	if ((r = sb_seccomp_build(&filter)) < 0)
+		return r;
+	if (sb_landlock_abi() > 0) {
+		struct sb_landlock_rules rules = {
+			.read_only = (const char *const *)bc->view.landlock_ro,
+			.read_write = (const char *const *)bc->view.landlock_rw,
+		};
+		*ret_step = "landlock";
+		landlock_fd = sb_landlock_build(&rules);
+		if (landlock_fd < 0)
+			return landlock_fd;
+	}
+
+	struct sb_child_go go = {.n_insns = filter.prog.len, .has_landlock = landlock_fd >= 0};
+	struct iovec iov[2] = {{&go, sizeof(go)},
+	    {filter.prog.filter, filter.prog.len * sizeof(struct sock_filter)}};
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 2};
+	if (landlock_fd >= 0) {
+		memset(&u, 0, sizeof(u));
+		mh.msg_control = u.buf;
+		mh.msg_controllen = sizeof(u.buf);
+		struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(cm), &landlock_fd, sizeof(int));
+	}
+	*ret_step = "sync";
+	ssize_t n = sendmsg(sync_fd, &mh, MSG_NOSIGNAL);
+	if (n < 0)
+		return -errno;
+	return (size_t)n == sizeof(go) + iov[1].iov_len ? 0 : -EIO;
+}
+
+/*
+ * Wait for the cell's reports until EOF (the workload's execve succeeded): 0, or 1 with
+ * *rep filled when a step failed, or -errno. A report with error 0 carries the cell's
+ * mount namespace fd (SCM_RIGHTS), kept in bc->mntns_fd for the exports.
+ */
+static int
+read_reports(struct backend_cell *bc, int fd, struct sb_child_report *rep)
+{
+	for (;;) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		int n = poll(&p, 1, SB_SETUP_TIMEOUT_MS);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -ETIMEDOUT;
+		union {
+			char buf[CMSG_SPACE(sizeof(int))];
+			struct cmsghdr align;
+		} u;
+		struct iovec iov = {rep, sizeof(*rep)};
+		struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+		    .msg_controllen = sizeof(u.buf)};
+		ssize_t k = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return -errno;
+		if (k == 0)
+			return 0;
+		int passed = -EBADF;
+		for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm))
+			if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
+			    cm->cmsg_len == CMSG_LEN(sizeof(int)))
+				memcpy(&passed, CMSG_DATA(cm), sizeof(int));
+		if (k != (ssize_t)sizeof(*rep)) {
+			safe_close(passed);
+			return -EIO;
+		}
+		rep->step[sizeof(rep->step) - 1] = '\0';
+		if (rep->error != 0) {
+			safe_close(passed);
+			return 1;
+		}
+		/* Only a mount namespace is accepted, and only once. */
+		if (passed < 0 || bc->mntns_fd >= 0 || ioctl(passed, NS_GET_NSTYPE) != CLONE_NEWNS) {
+			safe_close(passed);
+			return -EBADMSG;
+		}
+		bc->mntns_fd = passed;
+	}
+}
+
+/*
+ * clone3 into the cell's namespaces, and into its v2 cgroup when there is one. Unlike
+ * spawn_clone(), the child learns whether CLONE_INTO_CGROUP was used: *ret_into is set
+ * before the call that succeeded, in both processes. Returns 0 in the child.
+ */
+static pid_t
+clone_cell(uint64_t flags, int cgroup_fd, int *ret_pidfd, bool *ret_into)
+{
+	struct clone_args args = {
+		.flags = flags | CLONE_PIDFD,
+		.pidfd = (uint64_t)(uintptr_t)ret_pidfd,
+		.exit_signal = SIGCHLD,
+	};
+	long pid = -1;
+
+	*ret_into = cgroup_fd >= 0;
+	if (*ret_into) {
+		args.flags |= CLONE_INTO_CGROUP;
+		args.cgroup = (uint64_t)cgroup_fd;
+		pid = syscall(SYS_clone3, &args, sizeof(args));
+		if (pid >= 0 || errno == ENOSYS)
+			return pid < 0 ? -errno : (pid_t)pid;
+		/* Some v2 cgroups refuse CLONE_INTO_CGROUP (domain rules): join by writing. */
+		args.flags &= ~(uint64_t)CLONE_INTO_CGROUP;
+		args.cgroup = 0;
+		*ret_into = false;
+	}
+	pid = syscall(SYS_clone3, &args, sizeof(args));
+	return pid < 0 ? -errno : (pid_t)pid;
+}
+
+static int
+start_failed(struct backend_start_error *err, const char *step, int error)
+{
+	err->error = error > 0 ? error : EIO;
+	snprintf(err->step, sizeof(err->step), "%s", step);
+	return -err->error;
+}
+
+static int
+sandbox_start(struct backend_cell *bc, const struct backend_start_args *a,
+    struct backend_start_error *err, pid_t *ret_pid)
+{
+	const struct cell_spec *s = bc->spec;
+	char msg[256];
+	int sv[2], pp[2];
+	int pidfd = -1;
+	bool into = false;
+	int r;
+
+	if (bc->started) {
+		/* A new run of the same cell: the previous one consumed the view. */
+		sb_view_done(&bc->view);
+		bc->mntns_fd = safe_close(bc->mntns_fd);
+		if ((r = build_view(bc, msg, sizeof(msg))) < 0)
+			return start_failed(err, "view", -r);
+		bc->init_pidfd = safe_close(bc->init_pidfd);
+		bc->status_fd = safe_close(bc->status_fd);
+	}
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		return start_failed(err, "socketpair", errno);
+	_cleanup_close_ int sync_parent = sv[0], sync_child = sv[1];
+	if (pipe2(pp, O_CLOEXEC) < 0)
+		return start_failed(err, "pipe", errno);
+	_cleanup_close_ int status_rd = pp[0], status_wr = pp[1];
+
+	struct sb_child_config cfg = {
+		.view = &bc->view,
+		.sync_fd = sync_child,
+		.status_fd = status_wr,
+		.uid = bc->uid,
+		.gid = bc->gid,
+		.hostname = s->id,
+		.loopback_up = s->network == SPEC_NETWORK_LOOPBACK,
+		.nofile = s->nofile,
+		.send_mntns = s->n_artifacts > 0,
+		.argv = a->argv,
+		.envp = a->envp,
+		.cwd = a->cwd,
+		.stdio = {a->stdin_fd, a->stdout_fd, a->stderr_fd},
+	};
+
+	cfg.unshare_flags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC;
+	if (s->network != SPEC_NETWORK_HOST)
+		cfg.unshare_flags |= CLONE_NEWNET;
+	pid_t pid = clone_cell(CLONE_NEWUSER | CLONE_NEWPID, bc->cg ? cgroup_v2_dirfd(bc->cg) : -1,
+	    &pidfd, &into);
+	if (pid < 0)
+		return start_failed(err, "clone", -pid);
+	if (pid == 0) {
+		/* Join only what clone3 did not already put us in (see prepare_join_fds()). */
+		if (!into && bc->join_v2 >= 0)
+			cfg.cgroup_fds[cfg.n_cgroup_fds++] = bc->join_v2;
+		for (size_t i = 0; i < bc->n_join_v1 && cfg.n_cgroup_fds < SB_CHILD_MAX_CGROUP_FDS; i++)
+			cfg.cgroup_fds[cfg.n_cgroup_fds++] = bc->join_v1[i];
+		sb_child_main(&cfg);
+	}
+
+	sync_child = safe_close(sync_child);
+	status_wr = safe_close(status_wr);
+	bc->started = true;
+	bc->view.consumed = true;
+
+	const char *step = "setup";
+	r = setup_from_outside(bc, pid, &step);
+	if (r >= 0)
+		r = send_go(bc, sync_parent, &step);
+	struct sb_child_report rep = {0};
+	if (r >= 0) {
+		r = read_reports(bc, sync_parent, &rep);
+		if (r == 1) {
+			r = -(rep.error ? rep.error : EIO);
+			step = rep.step;
+		} else if (r < 0)
+			step = "setup";
+	}
+	/* The trees now live in the cell's namespace (or nowhere): drop our references. */
+	sb_view_release_plan(&bc->view);
+	if (r >= 0 && s->n_artifacts > 0 && bc->mntns_fd < 0) {
+		r = -EBADMSG;
+		step = "mntns";
+	}
+	if (bc->mntns_fd < 0)
+		bc->view.root_fd = safe_close(bc->view.root_fd);
+	if (r < 0) {
+		siginfo_t si;
+		(void)syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+		(void)waitid((idtype_t)P_PIDFD, (id_t)pidfd, &si, WEXITED);
+		safe_close(pidfd);
+		return start_failed(err, step, -r);
+	}
+
+	/* The OOM killer should pick the workload, not init. Only now: the workload, forked
+	 * before, keeps its own score. Best effort: lowering it needs CAP_SYS_RESOURCE. */
+	(void)write_proc_file(pid, "oom_score_adj", "-1000");
+
+	bc->init_pidfd = fcntl(pidfd, F_DUPFD_CLOEXEC, 3);
+	if (bc->init_pidfd < 0) {
+		r = -errno;
+		(void)syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+		safe_close(pidfd);
+		return start_failed(err, "dup", -r);
+	}
+	(void)fd_set_nonblock(status_rd, true);
+	bc->status_fd = TAKE_FD(status_rd);
+	*ret_pid = pid;
+	return pidfd;
+}
+
+static int
+sandbox_reap(struct backend_cell *bc, int pidfd, struct backend_exit *ret)
+{
+	siginfo_t si = {0};
+	int st;
+
+	if (waitid((idtype_t)P_PIDFD, (id_t)pidfd, &si, WEXITED | WNOHANG) < 0)
+		return -errno;
+	if (si.si_pid == 0)
+		return -EAGAIN;
+	*ret = (struct backend_exit){0};
+	/* init writes the workload's wait status before it exits; without it (init itself was
+	 * killed: cgroup.kill, OOM) init's own status is the cell's. */
+	if (bc->status_fd >= 0 && read(bc->status_fd, &st, sizeof(st)) == (ssize_t)sizeof(st)) {
+		if (WIFSIGNALED(st)) {
+			ret->signaled = true;
+			ret->status = WTERMSIG(st);
+		} else
+			ret->status = WEXITSTATUS(st);
+	} else if (si.si_code == CLD_EXITED)
+		ret->status = si.si_status;
+	else {
+		ret->signaled = true;
+		ret->status = si.si_status;
+	}
+	uint64_t ooms = 0;
+	if (bc->cg && cgroup_oom_kills(bc->cg, &ooms) >= 0 && ooms > 0)
+		ret->oom_killed = true;
+	return 0;
+}
+
+static int
+sandbox_kill_all(struct backend_cell *bc)
+{
+	int r = 0;
+	if (bc->cg)
+		r = cgroup_kill_all(bc->cg);
+	/* Killing init tears the pid namespace down with everything in it. */
+	if (bc->init_pidfd >= 0)
+		(void)syscall(SYS_pidfd_send_signal, bc->init_pidfd, SIGKILL, NULL, 0);
+	return r;
+}
+
+static int
+sandbox_signal_all(struct backend_cell *bc, int sig)
+{
+	if (sig == SIGKILL)
+		return sandbox_kill_all(bc);
+	/* Job-control stops cannot be caught by init: send them to every member directly. */
+	if (sig == SIGSTOP || sig == SIGCONT || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU) {
+		if (bc->cg)
+			return cgroup_signal_all(bc->cg, sig);
+	} else if (bc->init_pidfd >= 0) {
+		/* init forwards it to the whole cell with kill(-1, sig). */
+		if (syscall(SYS_pidfd_send_signal, bc->init_pidfd, sig, NULL, 0) == 0)
+			return 1;
+		if (errno != ESRCH)
+			return -errno;
+	}
+	if (bc->cg)
+		return cgroup_signal_all(bc->cg, sig);
+	return 0;
+}
+
+static int
+sandbox_empty_fd(struct backend_cell *bc, uint32_t *ret_events)
+{
+	int fd = bc->cg ? cgroup_events_fd(bc->cg) : -1;
+	if (fd >= 0) {
+		*ret_events = 0x002; /* EPOLLPRI */
+		return fd;
+	}
+	/* When init has exited, the kernel has already reaped everything else in the cell. */
+	*ret_events = 0x001; /* EPOLLIN */
+	return bc->init_pidfd;
+}
+
+static int
+sandbox_is_empty(struct backend_cell *bc)
+{
+	if (bc->cg)
+		return cgroup_is_empty(bc->cg);
+	if (bc->init_pidfd < 0)
+		return 1;
+	struct pollfd p = {.fd = bc->init_pidfd, .events = POLLIN};
+	int n = poll(&p, 1, 0);
+	if (n < 0)
+		return -errno;
+	return n > 0 ? 1 : 0;
+}
+
+static int
+sandbox_open_artifact(struct backend_cell *bc, const char *path, int *ret_fd)
+{
+	if (!bc->started || bc->mntns_fd < 0)
+		return -ENOENT;
+	return sb_view_open_artifact(bc->view.root_fd, path, bc->host_uid, bc->host_gid, ret_fd);
+}
+
+static int
+sandbox_destroy(struct backend_cell *bc)
+{
+	int r = 0;
+
+	if (!bc)
+		return 0;
+	for (size_t i = 0; i < bc->n_join_v1; i++)
+		if (bc->join_v1_owned[i])
+			safe_close(bc->join_v1[i]);
+	if (bc->cg)
+		r = cgroup_destroy(bc->cg);
+	else if (bc->init_pidfd >= 0) {
+		siginfo_t si;
+		(void)syscall(SYS_pidfd_send_signal, bc->init_pidfd, SIGKILL, NULL, 0);
+		(void)waitid((idtype_t)P_PIDFD, (id_t)bc->init_pidfd, &si, WEXITED | WNOWAIT);
+	}
+	/* Last references to the cell's mounts: its tmpfs (secrets included) go with them. */
+	sb_view_done(&bc->view);
+	safe_close(bc->mntns_fd);
+	safe_close(bc->init_pidfd);
+	safe_close(bc->status_fd);
+	wipe_secrets(bc);
+	free(bc);
+	return r;
+}
+
+static const char *
+sandbox_version(void)
+{
+	return "sandbox 1 (user/pid/mount/net/uts/ipc/cgroup namespaces, seccomp, landlock)";
+}
+
+const struct backend_ops sandbox_backend = {
+	.name = "sandbox",
+	.aliases = NULL,
+	.default_profile = BACKEND_PROFILE_HARDENED,
+	.probe = sandbox_probe,
+	.prepare = sandbox_prepare,
+	.start = sandbox_start,
+	.reap = sandbox_reap,
+	.signal_all = sandbox_signal_all,
+	.kill_all = sandbox_kill_all,
+	.empty_fd = sandbox_empty_fd,
+	.is_empty = sandbox_is_empty,
+	.open_artifact = sandbox_open_artifact,
+	.destroy = sandbox_destroy,
+	.version = sandbox_version,
+};

@@ -35,7 +35,9 @@ struct cgroup_dir {
 	char *path;   /* absolute directory path */
 	char *rel;    /* path relative to the hierarchy's root, for membership checks */
 	int dirfd;
-	int procs_fd; /* cgroup.procs, O_WRONLY, for joining */
+	int procs_fd; /* cgroup.procs, O_WRONLY, for joining (v2) */
+	int tasks_fd; /* v1 only: "tasks", O_WRONLY; a single-threaded child writing "0" here
+		       * moves itself without the global lock cgroup.procs takes */
 };
 
 struct cgroup {
@@ -204,7 +206,8 @@ dir_close(struct cgroup_dir *d)
 {
 	safe_close(d->dirfd);
 	safe_close(d->procs_fd);
-	d->dirfd = d->procs_fd = -EBADF;
+	safe_close(d->tasks_fd);
+	d->dirfd = d->procs_fd = d->tasks_fd = -EBADF;
 }
 
 /* Create <root><base>/<name>; fill d. base is the parent's path relative to root. */
@@ -229,6 +232,7 @@ dir_create(struct cgroup_dir *d, const char *root, const char *base, const char 
 	d->procs_fd = openat(d->dirfd, "cgroup.procs", O_WRONLY | O_CLOEXEC);
 	if (d->procs_fd < 0)
 		return -errno;
+	d->tasks_fd = openat(d->dirfd, "tasks", O_WRONLY | O_CLOEXEC);
 	return 0;
 }
 
@@ -389,9 +393,9 @@ cgroup_create(const char *name, const char *parent, const struct cgroup_limits *
 	cg = calloc(1, sizeof(*cg));
 	if (!cg)
 		return -ENOMEM;
-	cg->v2.dirfd = cg->v2.procs_fd = cg->v2_events_fd = -EBADF;
+	cg->v2.dirfd = cg->v2.procs_fd = cg->v2.tasks_fd = cg->v2_events_fd = -EBADF;
 	for (int i = 0; i < _V1_MAX; i++)
-		cg->v1[i].dirfd = cg->v1[i].procs_fd = -EBADF;
+		cg->v1[i].dirfd = cg->v1[i].procs_fd = cg->v1[i].tasks_fd = -EBADF;
 
 	bool need_v1[_V1_MAX] = {
 		[V1_MEMORY] = limits->memory_max_bytes && !l.v2_memory,
@@ -476,9 +480,11 @@ cgroup_join_fds(const struct cgroup *cg, int *fds, size_t max, bool include_v2)
 	size_t n = 0;
 	if (include_v2 && cg->v2.procs_fd >= 0 && n < max)
 		fds[n++] = cg->v2.procs_fd;
-	for (int i = 0; i < _V1_MAX; i++)
-		if (cg->v1[i].procs_fd >= 0 && n < max)
-			fds[n++] = cg->v1[i].procs_fd;
+	for (int i = 0; i < _V1_MAX; i++) {
+		int fd = cg->v1[i].tasks_fd >= 0 ? cg->v1[i].tasks_fd : cg->v1[i].procs_fd;
+		if (fd >= 0 && n < max)
+			fds[n++] = fd;
+	}
 	return n;
 }
 

@@ -56,8 +56,10 @@ int cgroup_create(const char *name, const char *parent, const struct cgroup_limi
 int cgroup_v2_dirfd(const struct cgroup *cg);
 
 /*
- * Fds opened O_WRONLY|O_CLOEXEC on every cgroup.procs the child must join (writing "0"
- * joins the writer). Returns how many (at most max). The fds stay owned by cg.
+ * Fds opened O_WRONLY|O_CLOEXEC that a new, single-threaded child writes "0" to in order to
+ * join every hierarchy: the v2 cgroup.procs (with include_v2) and each v1 hierarchy's
+ * "tasks" file (cheaper than cgroup.procs: no global lock). Returns how many (at most max).
+ * The fds stay owned by cg.
  */
 size_t cgroup_join_fds(const struct cgroup *cg, int *fds, size_t max, bool include_v2);
 

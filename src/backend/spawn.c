@@ -60,11 +60,15 @@ spawn_clone(unsigned long flags, int cgroup_fd, int *ret_pidfd, bool *ret_into_c
 		args.flags |= CLONE_INTO_CGROUP;
 		args.cgroup = (uint64_t)cgroup_fd;
 	}
+	/* Set before the clone so the child sees it too: it must not join v2 again (a write
+	 * to cgroup.procs can wait for an RCU grace period, milliseconds). */
+	*ret_into_cgroup = cgroup_fd >= 0;
 	long pid = syscall(SYS_clone3, &args, sizeof(args));
 	if (pid < 0 && cgroup_fd >= 0 && errno != ENOSYS) {
 		/* Some cgroups refuse CLONE_INTO_CGROUP (e.g. v2 domain rules); join later. */
 		args.flags &= ~(uint64_t)CLONE_INTO_CGROUP;
 		args.cgroup = 0;
+		*ret_into_cgroup = false;
 		pid = syscall(SYS_clone3, &args, sizeof(args));
 		cgroup_fd = -1;
 	}
@@ -72,6 +76,7 @@ spawn_clone(unsigned long flags, int cgroup_fd, int *ret_pidfd, bool *ret_into_c
 		/* Namespaces need clone3 here; plain children fall back to fork(). */
 		if (flags)
 			return -ENOSYS;
+		*ret_into_cgroup = false;
 		pid = fork();
 		if (pid == 0)
 			return 0;
@@ -91,7 +96,6 @@ spawn_clone(unsigned long flags, int cgroup_fd, int *ret_pidfd, bool *ret_into_c
 	if (pid == 0)
 		return 0;
 	*ret_pidfd = pidfd;
-	*ret_into_cgroup = cgroup_fd >= 0;
 	return (pid_t)pid;
 }
 

@@ -186,21 +186,11 @@ prepare_join_fds(struct backend_cell *bc)
 	size_t n_all = cgroup_join_fds(bc->cg, all, ARRAY_SIZE(all), true);
 	size_t n_v1 = cgroup_join_fds(bc->cg, v1, ARRAY_SIZE(v1), false);
 
+	/* v1 fds are the hierarchies' "tasks" files (see cgroup_join_fds()). */
 	bc->join_v2 = n_all > n_v1 ? all[0] : -1;
 	for (size_t i = 0; i < n_v1; i++) {
-		char link[64], path[PATH_MAX];
-		static const char suffix[] = "/cgroup.procs";
-		int fd = -1;
-
-		snprintf(link, sizeof(link), "/proc/self/fd/%d", v1[i]);
-		ssize_t n = readlink(link, path, sizeof(path) - 8);
-		size_t ls = sizeof(suffix) - 1;
-		if (n > (ssize_t)ls && strncmp(path + n - ls, suffix, ls) == 0) {
-			memcpy(path + n - ls, "/tasks", sizeof("/tasks"));
-			fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
-		}
-		bc->join_v1_owned[i] = fd >= 0;
-		bc->join_v1[i] = fd >= 0 ? fd : v1[i];
+		bc->join_v1_owned[i] = false;
+		bc->join_v1[i] = v1[i];
 	}
 	bc->n_join_v1 = n_v1;
 }

@@ -25,7 +25,7 @@ log_debug_enabled(void)
 	return debug;
 }
 
-static void
+static void __attribute__((format(printf, 2, 0)))
 log_v(const char *level, const char *fmt, va_list ap)
 {
 	char line[4096];

@@ -29,6 +29,8 @@ deps:
 demo: deps all
 	@echo "== cellvisor run examples/hello.json (events on stdout)"
 	$(BUILD)/cellvisor run --events - examples/hello.json
+	@echo "== the same machine seen from a sandbox cell (own namespaces, read-only view, no caps)"
+	$(BUILD)/cellvisor run --backend sandbox examples/sandboxed.json
 	@echo "== a cell that outlives its timeout is stopped: exit status 124"
 	-$(BUILD)/cellvisor run --timeout 300 --events - examples/sleepy.json
 

@@ -466,6 +466,8 @@ free_env(struct cell *c)
 static void
 reject(struct cell *c)
 {
+	/* The reason is printed on stderr too: no secret value in it (a spec may name one). */
+	redact_text(c->bus->redactor, c->reject_reason, sizeof(c->reject_reason));
 	emit(c, EV_CELL_REJECTED,
 	    json_pack("{s:s, s:s, s:s, s:s}", "cellId", c->spec->id, "specId", c->spec->id, "runId",
 		c->run_id, "reason", c->reject_reason));
@@ -520,6 +522,7 @@ prepare(struct cell *c)
 		return -EPERM;
 	}
 	for (size_t i = 0; i < res.n_degraded; i++) {
+		redact_text(c->bus->redactor, res.degraded[i].reason, sizeof(res.degraded[i].reason));
 		log_warn("%s: not enforced by backend %s: %s", res.degraded[i].item,
 		    c->cfg->backend->name, res.degraded[i].reason);
 		emit(c, EV_CELL_DEGRADED,
@@ -819,6 +822,7 @@ emit_completed(struct cell *c)
 	uint64_t end = c->ended_us ? c->ended_us : now_mono_us();
 	uint64_t duration = c->started_us ? (end - c->started_us) / USEC_PER_MSEC : 0;
 
+	redact_text(c->bus->redactor, spawn_error, sizeof(spawn_error));
 	snprintf(c->failure, sizeof(c->failure), "%s", spawn_error);
 	emit(c, EV_CELL_COMPLETED,
 	    json_pack("{s:s, s:s, s:I, s:o, s:o, s:I, s:b}", "cellId", c->spec->id, "runId",

@@ -9,7 +9,6 @@
  * escapes that). Declared network, filesystem and egress authority cannot be enforced here
  * and are reported as degraded.
  */
-#include <sys/fsuid.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -352,38 +351,15 @@ host_open_artifact(struct backend_cell *bc, const char *path, int *ret_fd)
 		.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
 	};
 	/*
-	 * The workload's own identity decides what it may export: with run.user set, the
-	 * open happens with that fsuid/fsgid, so a cell cannot export a file it could not
-	 * read itself (the runner is single-threaded, so the switch is ours alone).
+	 * The workload's own identity decides what it may export: with run.user set, the file
+	 * is opened by a child with that uid/gid and no groups or capabilities, so a cell
+	 * cannot export what it could not read itself.
 	 */
-	uid_t old_uid = 0;
-	gid_t old_gid = 0;
-	_cleanup_free_ gid_t *groups = NULL;
-	int n_groups = 0;
-	if (bc->spec->has_user) {
-		/* The workload has no supplementary groups (setgroups(0) in the child). */
-		n_groups = getgroups(0, NULL);
-		if (n_groups < 0)
-			return -errno;
-		groups = calloc((size_t)n_groups + 1, sizeof(gid_t));
-		if (!groups)
-			return -ENOMEM;
-		n_groups = getgroups(n_groups, groups);
-		if (n_groups < 0 || setgroups(0, NULL) < 0)
-			return -errno;
-		old_gid = (gid_t)setfsgid(bc->spec->gid);
-		old_uid = (uid_t)setfsuid(bc->spec->uid);
-	}
+	if (bc->spec->has_user)
+		return spawn_open_as(bc->spec->uid, bc->spec->gid, AT_FDCWD, path, &how, ret_fd);
 	int fd = (int)syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof(how));
-	int e = errno;
-	if (bc->spec->has_user) {
-		(void)setfsuid(old_uid);
-		(void)setfsgid(old_gid);
-		if (setgroups((size_t)n_groups, groups) < 0)
-			log_error("cannot restore supplementary groups: %s", strerror(errno));
-	}
 	if (fd < 0)
-		return -e;
+		return -errno;
 	*ret_fd = fd;
 	return 0;
 }

@@ -1,9 +1,14 @@
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+
+#include <linux/openat2.h>
 
 #include <linux/sched.h>
 
 #include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdint.h>
@@ -127,4 +132,69 @@ spawn_read_report(int errfd, struct spawn_report *ret)
 		ret->step[sizeof(ret->step) - 1] = '\0';
 		return 1;
 	}
+}
+
+int
+spawn_open_as(uid_t uid, gid_t gid, int dirfd, const char *path, const struct open_how *how,
+    int *ret_fd)
+{
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		return -errno;
+	_cleanup_close_ int parent_end = sv[0];
+	_cleanup_close_ int child_end = sv[1];
+
+	pid_t pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (pid == 0) {
+		/* Only syscalls from here on: the parent's heap is not ours to use. */
+		int result = 0, fd = -1;
+		if (setgroups(0, NULL) < 0 || setresgid(gid, gid, gid) < 0 ||
+		    setresuid(uid, uid, uid) < 0)
+			result = errno;
+		else {
+			fd = (int)syscall(SYS_openat2, dirfd, path, how, sizeof(*how));
+			if (fd < 0)
+				result = errno;
+		}
+		char cbuf[CMSG_SPACE(sizeof(int))] = {0};
+		struct iovec iov = {.iov_base = &result, .iov_len = sizeof(result)};
+		struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+		if (fd >= 0) {
+			msg.msg_control = cbuf;
+			msg.msg_controllen = sizeof(cbuf);
+			struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+			cm->cmsg_level = SOL_SOCKET;
+			cm->cmsg_type = SCM_RIGHTS;
+			cm->cmsg_len = CMSG_LEN(sizeof(int));
+			memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+		}
+		_exit(sendmsg(sv[1], &msg, MSG_NOSIGNAL) < 0 ? 1 : 0);
+	}
+	child_end = safe_close(child_end);
+
+	int result = EIO, fd = -1;
+	char cbuf[CMSG_SPACE(sizeof(int))];
+	struct iovec iov = {.iov_base = &result, .iov_len = sizeof(result)};
+	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+	    .msg_controllen = sizeof(cbuf)};
+	ssize_t n;
+	do
+		n = recvmsg(parent_end, &msg, MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	if (n == (ssize_t)sizeof(result)) {
+		for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm))
+			if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS)
+				memcpy(&fd, CMSG_DATA(cm), sizeof(int));
+	} else
+		result = EIO;
+	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+		;
+	if (fd >= 0 && result == 0) {
+		*ret_fd = fd;
+		return 0;
+	}
+	safe_close(fd);
+	return -(result ? result : EIO);
 }

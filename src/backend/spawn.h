@@ -34,6 +34,18 @@ int spawn_resolve(const char *name, const char *path, char *buf, size_t size);
  */
 pid_t spawn_clone(unsigned long flags, int cgroup_fd, int *ret_pidfd, bool *ret_into_cgroup);
 
+struct open_how;
+
+/*
+ * Open path (openat2 relative to dirfd, with how) in a short-lived child that first becomes
+ * uid/gid with no supplementary groups (and, for a uid other than 0, no capabilities), and
+ * get the fd back over SCM_RIGHTS. The open file then carries exactly those credentials, so
+ * permission checks and credential-dependent content (procfs) are the workload's, not the
+ * runner's. Returns 0 with *ret_fd, or -errno of the open.
+ */
+int spawn_open_as(uid_t uid, gid_t gid, int dirfd, const char *path, const struct open_how *how,
+    int *ret_fd);
+
 /* In the child: report a failed step and _exit(127). Async-signal-safe. */
 _Noreturn void spawn_child_fail(int errfd, const char *step, int error);
 

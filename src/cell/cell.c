@@ -2,6 +2,9 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/vfs.h>
+
+#include <linux/magic.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -925,6 +928,24 @@ export_one(struct cell *c, const struct spec_artifact *a, uint64_t *ret_bytes,
 	if (!S_ISREG(st.st_mode)) {
 		snprintf(err, err_size, "%s: not a regular file", a->path);
 		return -EINVAL;
+	}
+	/* Kernel pseudo-files are not artifacts: their content depends on who reads them. */
+	struct statfs sfs;
+	if (fstatfs(src, &sfs) < 0)
+		return -errno;
+	switch ((unsigned long)sfs.f_type) {
+	case PROC_SUPER_MAGIC:
+	case SYSFS_MAGIC:
+	case DEBUGFS_MAGIC:
+	case SECURITYFS_MAGIC:
+	case TRACEFS_MAGIC:
+	case CGROUP_SUPER_MAGIC:
+	case CGROUP2_SUPER_MAGIC:
+	case BPF_FS_MAGIC:
+		snprintf(err, err_size, "%s: a kernel pseudo-file cannot be exported", a->path);
+		return -EPERM;
+	default:
+		break;
 	}
 	if ((uint64_t)st.st_size > CELL_EXPORT_MAX_BYTES) {
 		snprintf(err, err_size, "%s: larger than %llu bytes", a->path,

@@ -59,7 +59,8 @@ static struct sock_filter filter_buf[BPF_MAXINSNS];
  * ruleset fd. 0, -EPIPE when the runner is gone, or -errno.
  */
 static int
-receive_go(int sync_fd, struct sb_filter *ret_filter, int *ret_landlock_fd)
+receive_go(int sync_fd, struct sb_child_go *ret_go, struct sb_filter *ret_filter,
+    int *ret_landlock_fd)
 {
 	struct sb_child_go go;
 	union {
@@ -89,6 +90,7 @@ receive_go(int sync_fd, struct sb_filter *ret_filter, int *ret_landlock_fd)
 		return -EBADMSG;
 	ret_filter->prog.len = (unsigned short)go.n_insns;
 	ret_filter->prog.filter = go.n_insns ? filter_buf : NULL;
+	*ret_go = go;
 	return 0;
 }
 
@@ -246,24 +248,31 @@ enter_cwd(const char *cwd)
 	return 0;
 }
 
+/*
+ * Back to SIG_DFL for the signals the runner had ignored or caught (the others already
+ * are): ignored ones would survive execve, and a caught one must not run the runner's
+ * handler here once signals are unblocked. The runner looked them up while the cell set
+ * up its namespaces, which saves a sigaction() per signal on the cell's critical path.
+ */
 static void
-reset_signals(void)
+reset_signals(uint64_t not_default)
 {
 	struct sigaction sa;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = SIG_DFL;
-	for (int s = 1; s < _NSIG; s++)
-		if (s != SIGKILL && s != SIGSTOP)
+	for (int s = 1; s < _NSIG && s <= 64; s++)
+		if (s != SIGKILL && s != SIGSTOP && (not_default & (UINT64_C(1) << (s - 1))))
 			(void)sigaction(s, &sa, NULL);
 }
 
 static _noreturn_ void
-workload_main(const struct sb_child_config *c, int sync_fd, int landlock_fd)
+workload_main(const struct sb_child_config *c, int sync_fd, int landlock_fd,
+    uint64_t sig_not_default)
 {
 	int stdio[3];
 	int r;
 
-	reset_signals();
+	reset_signals(sig_not_default);
 	close(c->status_fd);
 
 	for (int i = 0; i < 3; i++) {
@@ -326,13 +335,14 @@ struct workload_args {
 	const struct sb_child_config *c;
 	int sync_fd;
 	int landlock_fd;
+	uint64_t sig_not_default;
 };
 
 static int
 workload_entry(void *arg)
 {
 	const struct workload_args *wa = arg;
-	workload_main(wa->c, wa->sync_fd, wa->landlock_fd);
+	workload_main(wa->c, wa->sync_fd, wa->landlock_fd, wa->sig_not_default);
 }
 
 static _noreturn_ void
@@ -400,6 +410,7 @@ sb_child_main(const struct sb_child_config *c)
 	sigset_t all;
 	const char *step;
 	struct sb_filter filter = {{0}};
+	struct sb_child_go go = {0};
 	int landlock_fd;
 	int r;
 
@@ -424,11 +435,13 @@ sb_child_main(const struct sb_child_config *c)
 		fail(sync_fd, "namespaces", errno, SB_EXIT_SETUP);
 
 	/* The runner writes uid_map and gid_map, then says go. EOF: the runner is gone. */
-	r = receive_go(sync_fd, &filter, &landlock_fd);
+	r = receive_go(sync_fd, &go, &filter, &landlock_fd);
 	if (r == -EPIPE)
 		_exit(SB_EXIT_SETUP);
 	if (r < 0)
 		fail(sync_fd, "sync", -r, SB_EXIT_SETUP);
+	if (go.n_assembled > c->view->n_mounts)
+		fail(sync_fd, "sync", EBADMSG, SB_EXIT_SETUP);
 	landlock_fd = fd_above_stdio(landlock_fd);
 
 	if (setresgid(c->gid, c->gid, c->gid) < 0)
@@ -443,7 +456,7 @@ sb_child_main(const struct sb_child_config *c)
 	if (setsid() < 0)
 		fail(sync_fd, "setsid", errno, SB_EXIT_SETUP);
 
-	if ((r = sb_view_attach(c->view, &step)) < 0)
+	if ((r = sb_view_attach(c->view, go.n_assembled, &step)) < 0)
 		fail(sync_fd, step, -r, SB_EXIT_SETUP);
 	if (c->send_mntns && (r = send_mntns(sync_fd)) < 0)
 		fail(sync_fd, "mntns", -r, SB_EXIT_SETUP);
@@ -471,7 +484,8 @@ sb_child_main(const struct sb_child_config *c)
 	 * must not change anything that belongs to the memory (PR_SET_DUMPABLE stays 0 for
 	 * init: a dumpable init could be read and written through /proc/1/mem).
 	 */
-	struct workload_args wa = {.c = c, .sync_fd = sync_fd, .landlock_fd = landlock_fd};
+	struct workload_args wa = {.c = c, .sync_fd = sync_fd, .landlock_fd = landlock_fd,
+	    .sig_not_default = go.sig_not_default};
 	pid_t pid = clone(workload_entry, workload_stack + sizeof(workload_stack),
 	    CLONE_VM | CLONE_VFORK | SIGCHLD, &wa);
 	if (pid < 0)

@@ -53,6 +53,11 @@ struct sb_view;
 struct sb_child_go {
 	uint32_t n_insns;      /* 0: no seccomp filter */
 	uint32_t has_landlock;
+	uint32_t n_assembled;  /* leading view plan entries already in place (sb_view_assemble()) */
+	uint32_t reserved;
+	/* Bit s-1 set: signal s had a disposition other than SIG_DFL in the runner at the
+	 * clone (the cell inherited it); the workload resets exactly these before execve. */
+	uint64_t sig_not_default;
 };
 
 struct sb_child_report {

@@ -6,7 +6,8 @@
  * pid namespace and into the cell's v2 cgroup; while the setup process creates its mount,
  * network (unless "host"), UTS, IPC and cgroup namespaces (the network namespace alone
  * costs about 0.4 ms), the runner writes its uid/gid maps, builds the seccomp filter and
- * the landlock ruleset, and sends them with "go" (child.h). start() returns the pidfd of
+ * the landlock ruleset, assembles the view's trees inside its detached root
+ * (sb_view_assemble()), and sends them with "go" (child.h). start() returns the pidfd of
  * the cell's init (PID 1), whose exit is the cell's end; reap() reports the *workload's*
  * wait status, which init hands over on the status pipe. When the spec exports artifacts,
  * the runner holds the cell's mount namespace (sent by the cell) until destroy(), so that
@@ -319,9 +320,26 @@ setup_from_outside(struct backend_cell *bc, pid_t pid, const char **ret_step)
 	return 0;
 }
 
+/* The signals whose disposition is not SIG_DFL here, hence in the cell (child.h). */
+static uint64_t
+signals_not_default(void)
+{
+	uint64_t mask = 0;
+	for (int s = 1; s < _NSIG && s <= 64; s++) {
+		struct sigaction sa;
+		if (s == SIGKILL || s == SIGSTOP || sigaction(s, NULL, &sa) < 0)
+			continue;
+		if ((sa.sa_flags & SA_SIGINFO) || sa.sa_handler != SIG_DFL)
+			mask |= UINT64_C(1) << (s - 1);
+	}
+	return mask;
+}
+
 /*
- * Build the seccomp filter and the landlock ruleset (while the cell creates its network
- * namespace) and send them with "go" (child.h: struct sb_child_go).
+ * While the cell creates its network namespace: build the seccomp filter and the landlock
+ * ruleset, assemble the view's trees inside its detached root, look up the signal
+ * dispositions the workload must reset, and send all that with "go" (child.h: struct
+ * sb_child_go). Everything done here is work the cell's setup does not wait for.
  */
 static int
 send_go(struct backend_cell *bc, int sync_fd, const char **ret_step)
@@ -344,7 +362,12 @@ send_go(struct backend_cell *bc, int sync_fd, const char **ret_step)
 			return landlock_fd;
 	}
 
-	struct sb_child_go go = {.n_insns = filter.prog.len, .has_landlock = landlock_fd >= 0};
+	struct sb_child_go go = {
+		.n_insns = filter.prog.len,
+		.has_landlock = landlock_fd >= 0,
+		.n_assembled = (uint32_t)sb_view_assemble(&bc->view),
+		.sig_not_default = signals_not_default(),
+	};
 	struct iovec iov[2] = {{&go, sizeof(go)},
 	    {filter.prog.filter, filter.prog.len * sizeof(struct sock_filter)}};
 	union {

@@ -7,9 +7,11 @@
  * secret mounts, and for each of them an O_PATH fd of its mount point, resolved inside the
  * tree of the enclosing mount with RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS. Host paths
  * are resolved by the runner as root; nothing in the cell is ever looked up by path on the
- * host. The cell's setup process then only moves these trees into its own mount namespace
- * in order (sb_view_attach(), async-signal-safe), mounts /proc for its pid namespace and
- * pivots. After the run the root fd (sb_view.root_fd), kept alive with the cell's mount
+ * host. While the cell creates its namespaces, the runner moves the trees onto their mount
+ * points inside the detached root (sb_view_assemble(), kernels 6.15+); the cell's setup
+ * process then attaches the root (and whatever the runner could not assemble) in its own
+ * mount namespace (sb_view_attach(), async-signal-safe), mounts /proc for its pid
+ * namespace and pivots. After the run the root fd (sb_view.root_fd), kept alive with the cell's mount
  * namespace, lets the runner read exports from inside the view (sb_view_open_artifact()).
  *
  * Ownership: struct sb_view owns every fd and string in it; sb_view_done() releases them.
@@ -73,12 +75,21 @@ void sb_view_done(struct sb_view *v);
 void sb_view_release_plan(struct sb_view *v);
 
 /*
- * In the cell's setup process, after it holds CAP_SYS_ADMIN over its new mount namespace:
- * attach the root, move every tree onto its target, mount /proc, pivot_root into the root
- * and detach the host's tree. Async-signal-safe. On failure returns -errno and sets
- * *ret_step to a static string naming the step.
+ * In the runner, after the clone and before "go": move the trees onto their targets inside
+ * the detached root where the kernel allows it (6.15+). Returns the number of leading plan
+ * entries whose trees are in place (every SB_MOUNT_TREE entry below it); the cell does the
+ * rest. Never fails: anything not done here is done by sb_view_attach().
  */
-int sb_view_attach(const struct sb_view *v, const char **ret_step);
+size_t sb_view_assemble(struct sb_view *v);
+
+/*
+ * In the cell's setup process, after it holds CAP_SYS_ADMIN over its new mount namespace:
+ * attach the root, move every tree the runner did not assemble (SB_MOUNT_TREE entries at
+ * index n_assembled and after) onto its target, mount /proc, pivot_root into the root and
+ * detach the host's tree. Async-signal-safe. On failure returns -errno and sets *ret_step
+ * to a static string naming the step.
+ */
+int sb_view_attach(const struct sb_view *v, size_t n_assembled, const char **ret_step);
 
 /*
  * Open an exported file from inside the cell's view: path resolved under root_fd with

@@ -46,10 +46,10 @@ asan: $(ASAN_BUILD)/build.ninja
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=detect_leaks=1 \
 	    meson test -C $(ASAN_BUILD) --suite unit --print-errorlogs
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=detect_leaks=1 \
-	    $(ASAN_BUILD)/tests/fuzz_spec tests/fuzz/corpus $(TESTDATA)/json-test-suite
+	    $(ASAN_BUILD)/tests/fuzz_spec tests/fuzz/corpus tests/fuzz/corpus/found $(TESTDATA)/json-test-suite
 
 fuzz-replay: all
-	$(BUILD)/tests/fuzz_spec tests/fuzz/corpus $(TESTDATA)/json-test-suite
+	$(BUILD)/tests/fuzz_spec tests/fuzz/corpus tests/fuzz/corpus/found $(TESTDATA)/json-test-suite
 
 integration: all
 	CELLVISOR_BIN=$(abspath $(BUILD))/cellvisor CELLVISOR_TESTDATA=$(TESTDATA) \
@@ -70,7 +70,7 @@ $(FUZZ_BUILD)/fuzz_spec: tests/fuzz/fuzz_spec.c all
 fuzz: $(FUZZ_BUILD)/fuzz_spec
 	mkdir -p $(FUZZ_BUILD)/corpus
 	$(FUZZ_BUILD)/fuzz_spec -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
-	    $(FUZZ_BUILD)/corpus tests/fuzz/corpus $(TESTDATA)/json-test-suite
+	    $(FUZZ_BUILD)/corpus tests/fuzz/corpus tests/fuzz/corpus/found $(TESTDATA)/json-test-suite
 
 bench: all
 	./scripts/install-deps.sh --bench

@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/types.h>
 
 #include "base/macro.h"
 #include "spec/spec.h"
@@ -313,34 +314,56 @@ parse_filesystem(struct vctx *c, json_t *fs, const char *path)
 	}
 }
 
+/*
+ * The common start of a list of objects: check it is an array within SPEC_MAX_LIST and
+ * allocate room for its entries. Returns the entry count, or -1 (error recorded).
+ */
+static ssize_t
+alloc_object_list(struct vctx *c, json_t *v, const char *path, size_t elem_size, void **ret)
+{
+	if (!json_is_array(v)) {
+		verr(c, path, "must be an array of objects");
+		return -1;
+	}
+	size_t n = json_array_size(v);
+	if (n > SPEC_MAX_LIST) {
+		verr(c, path, "must have at most %d entries", SPEC_MAX_LIST);
+		return -1;
+	}
+	*ret = calloc(n ? n : 1, elem_size);
+	if (!*ret) {
+		c->oom = true;
+		return -1;
+	}
+	return (ssize_t)n;
+}
+
+/* Entry i of a list of objects, or NULL (error recorded) when it is not an object. */
+static json_t *
+list_object(struct vctx *c, json_t *v, size_t i, const char *path, char *p, size_t p_size)
+{
+	json_t *o = json_array_get(v, i);
+	subpath_index(p, p_size, path, i);
+	if (!json_is_object(o)) {
+		verr(c, p, "must be an object");
+		return NULL;
+	}
+	return o;
+}
+
 static void
 parse_egress(struct vctx *c, json_t *v, const char *path)
 {
 	static const char *const fields[] = {"host", "port", "protocol", NULL};
 	struct cell_spec *s = c->spec;
 
-	if (!json_is_array(v)) {
-		verr(c, path, "must be an array of objects");
-		return;
-	}
-	size_t n = json_array_size(v);
-	if (n > SPEC_MAX_LIST) {
-		verr(c, path, "must have at most %d entries", SPEC_MAX_LIST);
-		return;
-	}
-	s->egress_rules = calloc(n ? n : 1, sizeof(*s->egress_rules));
-	if (!s->egress_rules) {
-		c->oom = true;
-		return;
-	}
-	for (size_t i = 0; i < n; i++) {
-		json_t *r = json_array_get(v, i);
+	ssize_t n = alloc_object_list(c, v, path, sizeof(*s->egress_rules),
+	    (void **)&s->egress_rules);
+	for (ssize_t i = 0; i < n; i++) {
 		char p[256], q[256];
-		subpath_index(p, sizeof(p), path, i);
-		if (!json_is_object(r)) {
-			verr(c, p, "must be an object");
+		json_t *r = list_object(c, v, (size_t)i, path, p, sizeof(p));
+		if (!r)
 			continue;
-		}
 		check_fields(c, r, p, fields);
 		struct spec_egress_rule *rule = &s->egress_rules[s->n_egress_rules++];
 		subpath(q, sizeof(q), p, "host");
@@ -624,28 +647,12 @@ parse_export(struct vctx *c, json_t *e, const char *path)
 	if (!v)
 		return;
 	subpath(p, sizeof(p), path, "artifacts");
-	if (!json_is_array(v)) {
-		verr(c, p, "must be an array of objects");
-		return;
-	}
-	size_t n = json_array_size(v);
-	if (n > SPEC_MAX_LIST) {
-		verr(c, p, "must have at most %d entries", SPEC_MAX_LIST);
-		return;
-	}
-	s->artifacts = calloc(n ? n : 1, sizeof(*s->artifacts));
-	if (!s->artifacts) {
-		c->oom = true;
-		return;
-	}
-	for (size_t i = 0; i < n; i++) {
-		json_t *a = json_array_get(v, i);
+	ssize_t n = alloc_object_list(c, v, p, sizeof(*s->artifacts), (void **)&s->artifacts);
+	for (ssize_t i = 0; i < n; i++) {
 		char q[256], f[256];
-		subpath_index(q, sizeof(q), p, i);
-		if (!json_is_object(a)) {
-			verr(c, q, "must be an object");
+		json_t *a = list_object(c, v, (size_t)i, p, q, sizeof(q));
+		if (!a)
 			continue;
-		}
 		check_fields(c, a, q, afields);
 		struct spec_artifact *art = &s->artifacts[s->n_artifacts++];
 		subpath(f, sizeof(f), q, "name");

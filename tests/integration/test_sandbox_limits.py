@@ -41,8 +41,9 @@ def test_fork_bomb_is_stopped_by_pids_max_and_the_host_stays_responsive(run_cell
                              argv=[PY, "-I", "-S", "-c", FORK_BOMB, marker]), args=SB)
     assert res.rc == 0, res
     children, refused = map(int, res.stdout.split())
-    # 32 tasks in the cell: init, python and at most 30 children.
-    assert children <= 30 and refused >= 20, res
+    # 32 tasks for the workload (the cell's init is counted apart): python and at most 31
+    # children.
+    assert children <= 31 and refused >= 20, res
     assert procs_with_marker(marker) == [], "the cell's processes outlived it"
     assert time.monotonic() - t0 < 20
 

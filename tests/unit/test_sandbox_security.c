@@ -22,6 +22,7 @@
 #include <sys/wait.h>
 
 #include <linux/mount.h>
+#include <linux/openat2.h>
 #include <linux/sched.h>
 #include <linux/securebits.h>
 
@@ -469,6 +470,118 @@ test_seccomp_install_rejects_empty(void **state)
 	assert_true(filter.prog.len <= BPF_MAXINSNS);
 }
 
+/*
+ * Non-namespaced socket families and fanotify: AF_VSOCK reaches the hypervisor and the
+ * host's vsock ports from any network namespace; fanotify groups are charged to the user
+ * namespace's creator (host root).
+ */
+static int
+child_seccomp_vsock_fanotify(void *arg)
+{
+	const struct sb_filter *f = arg;
+	CHECK(sb_seccomp_install(f) == 0);
+	CHECK_ERRNO(socket(AF_VSOCK, SOCK_STREAM, 0), EAFNOSUPPORT);
+	CHECK_ERRNO(socket(AF_VSOCK, SOCK_DGRAM | SOCK_CLOEXEC, 0), EAFNOSUPPORT);
+	/* The domain is an int: garbage in the upper half is ignored by the kernel. */
+	CHECK_ERRNO(syscall(SYS_socket, (1UL << 32) | AF_VSOCK, SOCK_STREAM, 0), EAFNOSUPPORT);
+	CHECK_ERRNO(syscall(SYS_socketpair, AF_VSOCK, SOCK_STREAM, 0, NULL), EAFNOSUPPORT);
+	CHECK_ERRNO(syscall(SYS_fanotify_init, 0x200 /* FAN_REPORT_FID */, 0), EPERM);
+	/* Other families stay. */
+	int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	CHECK(s >= 0);
+	close(s);
+	s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	CHECK(s >= 0);
+	close(s);
+	return 0;
+}
+
+static void
+test_seccomp_vsock_fanotify(void **state)
+{
+	(void)state;
+	assert_child_ok(run_child(child_seccomp_vsock_fanotify, &filter));
+}
+
+#define SB_NR_FCHMODAT2 452 /* Linux 6.6 */
+
+struct suid_paths {
+	char dir[64];
+};
+
+static int
+child_seccomp_suid_sgid(void *arg)
+{
+	const struct suid_paths *p = arg;
+	char f[128], path[128];
+	snprintf(f, sizeof(f), "%s/f", p->dir);
+	int fd = open(f, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	CHECK(fd >= 0);
+	CHECK(sb_seccomp_install(&filter) == 0);
+
+	/* Mode changes: any S_ISUID or S_ISGID bit is refused, the rest is allowed. */
+	CHECK_OK(chmod(f, 0755));
+	CHECK_ERRNO(chmod(f, 04755), EPERM);
+	CHECK_ERRNO(chmod(f, 02755), EPERM);
+	CHECK_ERRNO(chmod(f, 06755), EPERM);
+	CHECK_ERRNO(syscall(SYS_chmod, f, (1UL << 32) | 04755), EPERM);
+	CHECK_OK(fchmod(fd, 0700));
+	CHECK_ERRNO(fchmod(fd, 04700), EPERM);
+	CHECK_ERRNO(fchmod(fd, 02700), EPERM);
+	CHECK_ERRNO(syscall(SYS_fchmodat, AT_FDCWD, f, 04755), EPERM);
+	CHECK_ERRNO(syscall(SYS_fchmodat, AT_FDCWD, f, 02755), EPERM);
+	CHECK_OK(syscall(SYS_fchmodat, AT_FDCWD, f, 0644));
+	CHECK_ERRNO(syscall(SB_NR_FCHMODAT2, AT_FDCWD, f, 04755, 0), EPERM);
+	CHECK_ERRNO(syscall(SB_NR_FCHMODAT2, AT_FDCWD, f, 02755, 0), EPERM);
+
+	/* Creating files: O_CREAT and O_TMPFILE with those bits, creat, mknod. */
+	snprintf(path, sizeof(path), "%s/c", p->dir);
+	CHECK_ERRNO(syscall(SYS_open, path, O_WRONLY | O_CREAT, 04755), EPERM);
+	CHECK_ERRNO(syscall(SYS_openat, AT_FDCWD, path, O_WRONLY | O_CREAT | O_EXCL, 02755), EPERM);
+	CHECK_ERRNO(syscall(SYS_creat, path, 04755), EPERM);
+	CHECK_ERRNO(syscall(SYS_openat, AT_FDCWD, p->dir, O_WRONLY | O_TMPFILE, 04755), EPERM);
+	CHECK_ERRNO(syscall(SYS_open, p->dir, O_WRONLY | O_TMPFILE, 02755), EPERM);
+	CHECK_ERRNO(mknod(path, S_IFREG | 04755, 0), EPERM);
+	CHECK_ERRNO(mknodat(AT_FDCWD, path, S_IFREG | 02755, 0), EPERM);
+	CHECK(access(path, F_OK) < 0 && errno == ENOENT);
+	/* Without O_CREAT the mode is ignored, and so are the bits. */
+	int rfd = (int)syscall(SYS_openat, AT_FDCWD, f, O_RDONLY | O_CLOEXEC, 04755);
+	CHECK(rfd >= 0);
+	close(rfd);
+	rfd = (int)syscall(SYS_open, path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+	CHECK(rfd >= 0);
+	close(rfd);
+
+	/* Directories: setgid directories are refused too (as systemd's RestrictSUIDSGID). */
+	snprintf(path, sizeof(path), "%s/d", p->dir);
+	CHECK_ERRNO(mkdir(path, 02755), EPERM);
+	CHECK_ERRNO(mkdirat(AT_FDCWD, path, 04755), EPERM);
+	CHECK_OK(mkdir(path, 0755));
+
+	/* openat2 hides its mode in a struct: ENOSYS, so callers fall back to openat. */
+	struct open_how how = {.flags = O_RDONLY | O_CLOEXEC};
+	CHECK_ERRNO(syscall(SYS_openat2, AT_FDCWD, f, &how, sizeof(how)), ENOSYS);
+
+	struct stat st;
+	CHECK(stat(f, &st) == 0);
+	CHECK(!(st.st_mode & (S_ISUID | S_ISGID)));
+	return 0;
+}
+
+static void
+test_seccomp_suid_sgid(void **state)
+{
+	(void)state;
+	struct suid_paths p;
+	snprintf(p.dir, sizeof(p.dir), "/tmp/sb-suid-XXXXXX");
+	assert_non_null(mkdtemp(p.dir));
+	int status = run_child(child_seccomp_suid_sgid, &p);
+	char cmd[160];
+	snprintf(cmd, sizeof(cmd), "rm -rf -- '%s'", p.dir);
+	assert_int_equal(system(cmd), 0);
+	assert_child_ok(status);
+}
+
 /* ---------------------------------------------------------------- capabilities */
 
 static int
@@ -847,6 +960,8 @@ main(void)
 #endif
 		cmocka_unit_test(test_seccomp_unaudited_numbers),
 		cmocka_unit_test(test_seccomp_install_rejects_empty),
+		cmocka_unit_test(test_seccomp_vsock_fanotify),
+		cmocka_unit_test(test_seccomp_suid_sgid),
 	};
 	const struct CMUnitTest caps_tests[] = {
 		cmocka_unit_test(test_caps_drop_all),

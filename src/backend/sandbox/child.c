@@ -221,24 +221,32 @@ exec_search(const char *file, const char *const *argv, const char *const *envp)
 	return eacces ? -EACCES : -ENOENT;
 }
 
+/*
+ * The workload's cwd, resolved inside the cell's root. Done by the setup process after the
+ * capability drop (so with the workload's credentials: search permission on every
+ * component) and before the seccomp filter, which answers openat2 with ENOSYS.
+ */
 static int
-enter_cwd(const char *cwd)
+open_cwd(const char *cwd)
 {
 	struct open_how how = {
 		.flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
 		.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
 	};
-	char buf[PATH_MAX];
 
 	if (!cwd)
 		cwd = "/";
 	int fd = (int)syscall(SYS_openat2, AT_FDCWD, cwd, &how, sizeof(how));
-	if (fd < 0)
+	return fd < 0 ? -errno : fd;
+}
+
+static int
+enter_cwd(int cwd_fd)
+{
+	char buf[PATH_MAX];
+
+	if (fchdir(cwd_fd) < 0)
 		return -errno;
-	int r = fchdir(fd) < 0 ? -errno : 0;
-	close(fd);
-	if (r < 0)
-		return r;
 	/* The kernel answers "(unreachable)/..." (or ENOENT) for a cwd outside the root. */
 	long n = syscall(SYS_getcwd, buf, sizeof(buf));
 	if (n < 0)
@@ -246,6 +254,81 @@ enter_cwd(const char *cwd)
 	if (buf[0] != '/')
 		return -EXDEV;
 	return 0;
+}
+
+/* The cell's user namespace limits (child.h). A kernel without the file has no such
+ * count (no fanotify, no time namespaces): skipped. */
+static const struct {
+	const char *name;
+	const char *value;
+	bool after_view; /* written once the view is attached: fsmount() counts a namespace */
+} user_ns_limits[] = {
+	{"max_inotify_instances", SB_CHILD_MAX_INOTIFY_INSTANCES, false},
+	{"max_inotify_watches", SB_CHILD_MAX_INOTIFY_WATCHES, false},
+	{"max_fanotify_groups", "0", false},
+	{"max_fanotify_marks", "0", false},
+	/* Defence in depth behind seccomp's CLONE_NEW* rules: no namespace of any kind. */
+	{"max_user_namespaces", "0", false},
+	{"max_pid_namespaces", "0", false},
+	{"max_net_namespaces", "0", false},
+	{"max_ipc_namespaces", "0", false},
+	{"max_uts_namespaces", "0", false},
+	{"max_cgroup_namespaces", "0", false},
+	{"max_time_namespaces", "0", false},
+	{"max_mnt_namespaces", "0", true},
+};
+
+/*
+ * Write the limits of the cell's user namespace: /proc/sys/user shows the caller's own user
+ * namespace's values, writable with CAP_SYS_RESOURCE over it (the setup holds every
+ * capability there). Any procfs mount will do: the host's before pivot_root (most of them,
+ * while the runner works), the cell's after (after_view).
+ */
+static int
+limit_user_ns(bool after_view)
+{
+	int dir = open("/proc/sys/user", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (dir < 0)
+		return -errno;
+	int r = 0;
+	for (size_t i = 0; i < sizeof(user_ns_limits) / sizeof(user_ns_limits[0]); i++) {
+		if (user_ns_limits[i].after_view != after_view)
+			continue;
+		int fd = openat(dir, user_ns_limits[i].name, O_WRONLY | O_CLOEXEC | O_NOCTTY);
+		if (fd < 0) {
+			if (errno == ENOENT)
+				continue;
+			r = -errno;
+			break;
+		}
+		size_t len = strlen(user_ns_limits[i].value);
+		ssize_t n = write(fd, user_ns_limits[i].value, len);
+		if (n < 0)
+			r = -errno;
+		else if ((size_t)n != len)
+			r = -EIO;
+		close(fd);
+		if (r < 0)
+			break;
+	}
+	close(dir);
+	return r;
+}
+
+/*
+ * init is the runner's memory without an exec: its copy of the runner's heap holds every
+ * secret value the runner had at the clone (the secret set, the sandbox's file copies, the
+ * environment strings with env-delivered secrets). Wipe them once the workload has its own
+ * copy (after its execve), so that nothing reading init's memory later finds them.
+ */
+static void
+wipe_runner_secrets(const struct sb_child_config *c)
+{
+	for (size_t i = 0; i < c->n_wipe; i++)
+		if (c->wipe[i].ptr)
+			explicit_bzero(c->wipe[i].ptr, c->wipe[i].len);
+	for (size_t i = 0; c->envp && c->envp[i]; i++)
+		explicit_bzero((char *)c->envp[i], strlen(c->envp[i]));
 }
 
 /*
@@ -266,7 +349,7 @@ reset_signals(uint64_t not_default)
 }
 
 static _noreturn_ void
-workload_main(const struct sb_child_config *c, int sync_fd, int landlock_fd,
+workload_main(const struct sb_child_config *c, int sync_fd, int landlock_fd, int cwd_fd,
     uint64_t sig_not_default)
 {
 	int stdio[3];
@@ -291,8 +374,9 @@ workload_main(const struct sb_child_config *c, int sync_fd, int landlock_fd,
 	if (setsid() < 0)
 		fail(sync_fd, "setsid", errno, SB_EXIT_SETUP);
 
-	if ((r = enter_cwd(c->cwd)) < 0)
+	if ((r = enter_cwd(cwd_fd)) < 0)
 		fail(sync_fd, "chdir", -r, SB_EXIT_SETUP);
+	close(cwd_fd);
 
 	struct rlimit core = {0, 0};
 	if (setrlimit(RLIMIT_CORE, &core) < 0)
@@ -335,6 +419,7 @@ struct workload_args {
 	const struct sb_child_config *c;
 	int sync_fd;
 	int landlock_fd;
+	int cwd_fd;
 	uint64_t sig_not_default;
 };
 
@@ -342,7 +427,7 @@ static int
 workload_entry(void *arg)
 {
 	const struct workload_args *wa = arg;
-	workload_main(wa->c, wa->sync_fd, wa->landlock_fd, wa->sig_not_default);
+	workload_main(wa->c, wa->sync_fd, wa->landlock_fd, wa->cwd_fd, wa->sig_not_default);
 }
 
 static _noreturn_ void
@@ -424,6 +509,8 @@ sb_child_main(const struct sb_child_config *c)
 		fail(sync_fd, "dumpable", errno, SB_EXIT_SETUP);
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
 		fail(sync_fd, "pdeathsig", errno, SB_EXIT_SETUP);
+	/* What ps and /proc/1/comm show, in the cell and on the host (15 characters at most). */
+	(void)prctl(PR_SET_NAME, (unsigned long)"cellvisor-init", 0, 0, 0);
 
 	/* Into the v1 hierarchies first, before this process charges memory anywhere. */
 	for (size_t i = 0; i < c->n_cgroup_fds; i++)
@@ -433,6 +520,9 @@ sb_child_main(const struct sb_child_config *c)
 	 * cgroup namespace made now is rooted at the cell's own cgroups: the cell sees "/". */
 	if (unshare(c->unshare_flags | CLONE_NEWCGROUP) < 0)
 		fail(sync_fd, "namespaces", errno, SB_EXIT_SETUP);
+	/* Also while the runner works: the setup has every capability in its user namespace. */
+	if ((r = limit_user_ns(false)) < 0)
+		fail(sync_fd, "userns limits", -r, SB_EXIT_SETUP);
 
 	/* The runner writes uid_map and gid_map, then says go. EOF: the runner is gone. */
 	r = receive_go(sync_fd, &go, &filter, &landlock_fd);
@@ -458,6 +548,8 @@ sb_child_main(const struct sb_child_config *c)
 
 	if ((r = sb_view_attach(c->view, go.n_assembled, &step)) < 0)
 		fail(sync_fd, step, -r, SB_EXIT_SETUP);
+	if ((r = limit_user_ns(true)) < 0)
+		fail(sync_fd, "userns limits", -r, SB_EXIT_SETUP);
 	if (c->send_mntns && (r = send_mntns(sync_fd)) < 0)
 		fail(sync_fd, "mntns", -r, SB_EXIT_SETUP);
 	if (c->hostname && sethostname(c->hostname, strlen(c->hostname)) < 0)
@@ -470,10 +562,14 @@ sb_child_main(const struct sb_child_config *c)
 		fail(sync_fd, "no_new_privs", errno, SB_EXIT_SETUP);
 	if ((r = sb_caps_drop_all()) < 0)
 		fail(sync_fd, "capabilities", -r, SB_EXIT_SETUP);
+	int cwd_fd = open_cwd(c->cwd);
+	if (cwd_fd < 0)
+		fail(sync_fd, "chdir", -cwd_fd, SB_EXIT_SETUP);
+	cwd_fd = fd_above_stdio(cwd_fd);
 	/*
 	 * The filter goes on here, before the workload is cloned, so init and the workload
 	 * share one (inherited, compiled once). What the workload still does before execve
-	 * (setsid, openat2, setrlimit, landlock_restrict_self, close_range) is not denied.
+	 * (setsid, fchdir, setrlimit, landlock_restrict_self, close_range) is not denied.
 	 */
 	if (filter.prog.len && (r = sb_seccomp_install(&filter)) < 0)
 		fail(sync_fd, "seccomp", -r, SB_EXIT_SETUP);
@@ -485,12 +581,15 @@ sb_child_main(const struct sb_child_config *c)
 	 * init: a dumpable init could be read and written through /proc/1/mem).
 	 */
 	struct workload_args wa = {.c = c, .sync_fd = sync_fd, .landlock_fd = landlock_fd,
-	    .sig_not_default = go.sig_not_default};
+	    .cwd_fd = cwd_fd, .sig_not_default = go.sig_not_default};
 	pid_t pid = clone(workload_entry, workload_stack + sizeof(workload_stack),
 	    CLONE_VM | CLONE_VFORK | SIGCHLD, &wa);
 	if (pid < 0)
 		fail(sync_fd, "fork", errno, SB_EXIT_SETUP);
 	if (landlock_fd >= 0)
 		close(landlock_fd);
+	close(cwd_fd);
+	/* The workload has its own memory now (execve done, or it failed and exited). */
+	wipe_runner_secrets(c);
 	init_main(c, sync_fd, pid);
 }

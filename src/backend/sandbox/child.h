@@ -7,24 +7,27 @@
  * the child only reads them. The sequence is:
  *
  *   setup (PID 1, still privileged in its own user namespace)
- *     block signals, PR_SET_DUMPABLE 0, PR_SET_PDEATHSIG, join the v1 cgroups, create the
- *     mount, network, UTS, IPC and cgroup namespaces (clone3 made only the user and pid
- *     ones: the network namespace is the expensive one, and the runner meanwhile writes
- *     the id maps and builds the seccomp and landlock policies), wait for the runner's
- *     "go" (struct sb_child_go, carrying both policies), become the cell's uid/gid
+ *     block signals, PR_SET_DUMPABLE 0, PR_SET_PDEATHSIG, named "cellvisor-init", join the
+ *     v1 cgroups, create the mount, network, UTS, IPC and cgroup namespaces (clone3 made
+ *     only the user and pid ones: the network namespace is the expensive one, and the
+ *     runner meanwhile writes the id maps and builds the seccomp and landlock policies),
+ *     limit its user namespace (/proc/sys/user: inotify, fanotify, namespaces), wait for the
+ *     runner's "go" (struct sb_child_go, carrying both policies), become the cell's uid/gid
  *     (supplementary groups cleared), setsid, attach the view and pivot_root, hostname,
- *     loopback up, PR_SET_NO_NEW_PRIVS, every capability dropped, the seccomp filter
- *     (inherited by the workload: one filter for the whole cell), then clone the workload
- *     with CLONE_VM | CLONE_VFORK (no page-table copy; init waits for its execve);
+ *     loopback up, PR_SET_NO_NEW_PRIVS, every capability dropped, the workload's cwd
+ *     resolved (openat2 is ENOSYS under the filter), the seccomp filter (inherited by the
+ *     workload: one filter for the whole cell), then clone the workload with CLONE_VM |
+ *     CLONE_VFORK (no page-table copy; init waits for its execve);
  *   init (PID 1 from then on)
- *     stdio on /dev/null, every other fd closed; reaps every
+ *     the secrets in its copy of the runner's memory wiped (the environment strings and
+ *     sb_child_config.wipe), stdio on /dev/null, every other fd closed; reaps every
  *     process, forwards signals from outside the cell to the whole cell (kill(-1)), and
  *     when the workload exits writes its wait status to the status pipe and exits, which
  *     makes the kernel kill what is left of the cell;
  *   workload (PID 2)
- *     signal dispositions reset, stdio, its own session, cwd resolved inside the root and
- *     checked, rlimits, umask, landlock, close_range, signals unblocked, execve (PATH
- *     searched inside the cell).
+ *     signal dispositions reset, stdio, its own session, fchdir to the cwd the setup
+ *     resolved inside the root, checked, rlimits, umask, landlock, close_range, signals
+ *     unblocked, execve (PATH searched inside the cell).
  *
  * Any failure before execve is reported to the runner on the sync socket as one struct
  * sb_child_report; the runner sees EOF on that socket when the workload's execve
@@ -65,6 +68,21 @@ struct sb_child_report {
 	char step[28];  /* "exec", "chdir", "mount", ... */
 };
 
+/* A piece of the runner's memory that init wipes in its own copy (see wipe_runner_secrets()). */
+struct sb_child_wipe {
+	void *ptr;
+	size_t len;
+};
+
+/*
+ * Limits of the cell's user namespace (/proc/sys/user/<name>), written by the setup process
+ * while it holds CAP_SYS_RESOURCE there. Per-user-namespace counts are charged up the chain
+ * to the namespace's creator, host root: without a limit, a cell could take all of root's
+ * inotify instances or fanotify groups. Documented in docs/sandbox.md.
+ */
+#define SB_CHILD_MAX_INOTIFY_INSTANCES "16"
+#define SB_CHILD_MAX_INOTIFY_WATCHES "8192"
+
 struct sb_child_config {
 	const struct sb_view *view;
 	int sync_fd;   /* the cell's end of the runner's SOCK_SEQPACKET socketpair */
@@ -82,6 +100,10 @@ struct sb_child_config {
 	const char *const *envp;
 	const char *cwd;                 /* inside the cell; NULL = "/" */
 	int stdio[3];
+	/* Wiped (explicit_bzero) in init's copy of the runner's memory once the workload has
+	 * exec'd, with every envp string: the secret values the runner holds. */
+	const struct sb_child_wipe *wipe;
+	size_t n_wipe;
 };
 
 /* Never returns. */

@@ -65,6 +65,11 @@ struct backend_cell {
 	char **secret_values; /* copies of the file-delivered secrets, wiped on destroy */
 	size_t *secret_lengths;
 	size_t n_secrets;
+	/* The cell layer's secret values (borrowed, they outlive this struct): init wipes its
+	 * copy of them after the clone (child.h: sb_child_config.wipe). */
+	const char *const *cell_secret_values;
+	const size_t *cell_secret_lengths;
+	size_t n_cell_secrets;
 	int join_v1[SB_CHILD_MAX_CGROUP_FDS]; /* v1 `tasks` files (owned) or cgroup.procs */
 	bool join_v1_owned[SB_CHILD_MAX_CGROUP_FDS];
 	size_t n_join_v1;
@@ -232,8 +237,8 @@ sandbox_prepare(const struct backend_prepare_args *a, struct backend_prepare_res
 		lim.memory_max_bytes = s->memory_max_bytes;
 	if (s->pids_max && !cgroup_can_limit_pids(&l))
 		degrade(res, "run.limits.pidsMax", "no pids cgroup controller on this host");
-	else
-		lim.pids_max = s->pids_max;
+	else if (s->pids_max)
+		lim.pids_max = s->pids_max + 1; /* the cell's init is not the workload's to count */
 	if (s->cpu_millicores && !cgroup_can_limit_cpu(&l))
 		degrade(res, "run.limits.cpuMillicores", "no cpu cgroup controller on this host");
 	else
@@ -272,6 +277,11 @@ sandbox_prepare(const struct backend_prepare_args *a, struct backend_prepare_res
 		}
 	}
 
+	if (a->secret_values && a->secret_lengths) {
+		bc->cell_secret_values = a->secret_values;
+		bc->cell_secret_lengths = a->secret_lengths;
+		bc->n_cell_secrets = s->secret_refs.n;
+	}
 	if ((r = copy_secrets(bc, a)) < 0) {
 		snprintf(res->error, sizeof(res->error), "cannot stage the file-delivered secrets: %s",
 		    strerror(-r));
@@ -506,6 +516,18 @@ sandbox_start(struct backend_cell *bc, const struct backend_start_args *a,
 		bc->status_fd = safe_close(bc->status_fd);
 	}
 
+	/* What init wipes in its copy of our memory (the clone copies the heap as it is). */
+	_cleanup_free_ struct sb_child_wipe *wipe = calloc(bc->n_secrets + bc->n_cell_secrets + 1,
+	    sizeof(*wipe));
+	if (!wipe)
+		return start_failed(err, "wipe", ENOMEM);
+	size_t n_wipe = 0;
+	for (size_t i = 0; i < bc->n_secrets; i++)
+		wipe[n_wipe++] = (struct sb_child_wipe){bc->secret_values[i], bc->secret_lengths[i]};
+	for (size_t i = 0; i < bc->n_cell_secrets; i++)
+		wipe[n_wipe++] = (struct sb_child_wipe){(void *)(uintptr_t)bc->cell_secret_values[i],
+		    bc->cell_secret_lengths[i]};
+
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
 		return start_failed(err, "socketpair", errno);
 	_cleanup_close_ int sync_parent = sv[0], sync_child = sv[1];
@@ -527,6 +549,8 @@ sandbox_start(struct backend_cell *bc, const struct backend_start_args *a,
 		.envp = a->envp,
 		.cwd = a->cwd,
 		.stdio = {a->stdin_fd, a->stdout_fd, a->stderr_fd},
+		.wipe = wipe,
+		.n_wipe = n_wipe,
 	};
 
 	cfg.unshare_flags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC;

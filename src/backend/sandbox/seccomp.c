@@ -9,12 +9,14 @@
 #include <sys/mman.h>
 #include <sys/personality.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 
 #include <linux/seccomp.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <sched.h>
 #include <seccomp.h>
 #include <stdbool.h>
@@ -105,6 +107,8 @@ static const struct deny_rule deny_eperm[] = {
 	/* File handles: open_by_handle_at walks around the mount view ("shocker"). */
 	{"name_to_handle_at", -1},
 	{"open_by_handle_at", -1},
+	/* fanotify groups and marks are charged to the user namespace's creator (host root). */
+	{"fanotify_init", -1},
 };
 
 /*
@@ -113,7 +117,46 @@ static const struct deny_rule deny_eperm[] = {
  */
 static const struct deny_rule deny_enosys[] = {
 	{"clone3", NR_UNIFIED(435)},
+	/* Its mode (O_CREAT, O_TMPFILE) is in a struct too: the setuid/setgid rules below
+	 * cannot see it. ENOSYS: callers fall back to openat. */
+	{"openat2", NR_UNIFIED(437)},
 };
+
+/*
+ * No setuid or setgid file or directory made in the cell (systemd's RestrictSUIDSGID): the
+ * mounts are nosuid inside the cell only, and a file left in a readWrite path could be run
+ * by any host user to become the cell's host uid. Each syscall that sets a mode, with the
+ * argument holding the mode, and for open/openat the flags argument that makes the mode
+ * count (O_CREAT, O_TMPFILE); -1: no flags argument.
+ */
+struct mode_rule {
+	const char *name;
+	int fallback_nr;
+	unsigned mode_arg;
+	int flags_arg;
+};
+
+static const struct mode_rule deny_suid_sgid[] = {
+	{"chmod", -1, 1, -1},
+	{"fchmod", -1, 1, -1},
+	{"fchmodat", -1, 2, -1},
+	{"fchmodat2", NR_UNIFIED(452), 2, -1}, /* 6.6 */
+	{"creat", -1, 1, -1},
+	{"open", -1, 2, 1},
+	{"openat", -1, 3, 2},
+	{"mkdir", -1, 1, -1},
+	{"mkdirat", -1, 2, -1},
+	{"mknod", -1, 1, -1},
+	{"mknodat", -1, 2, -1},
+};
+
+/* O_TMPFILE is __O_TMPFILE | O_DIRECTORY; the kernel refuses __O_TMPFILE alone. */
+static const uint64_t creating_open_flags[] = {O_CREAT, O_TMPFILE & ~O_DIRECTORY};
+static const uint64_t suid_sgid_bits[] = {S_ISUID, S_ISGID};
+
+/* Socket families that no namespace of the cell confines: vsock reaches the hypervisor and
+ * the host's vsock ports from any network namespace. */
+static const uint64_t deny_families[] = {AF_VSOCK};
 
 /*
  * Namespace flags refused in clone/unshare. CLONE_NEWUSER is the one that matters: without
@@ -227,6 +270,66 @@ add_ioctl_rules(scmp_filter_ctx ctx)
 	for (size_t i = 0; i < ARRAY_SIZE(deny_ioctls); i++) {
 		int r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(ioctl), 1,
 		                         SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffU, deny_ioctls[i]));
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/*
+ * One rule per bit (and per creating flag): libseccomp ORs the rules of a syscall, and its
+ * MASKED_EQ tests "all bits of a mask", not "any". Mode and flags are an umode_t and an
+ * int: the masks have nothing in the upper half, so garbage there cannot dodge a rule.
+ */
+static int
+add_suid_sgid_rules(scmp_filter_ctx ctx)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(deny_suid_sgid); i++) {
+		const struct mode_rule *m = &deny_suid_sgid[i];
+		int nr = rule_nr(&(struct deny_rule){m->name, m->fallback_nr});
+		if (nr < 0)
+			continue;
+		for (size_t b = 0; b < ARRAY_SIZE(suid_sgid_bits); b++) {
+			struct scmp_arg_cmp cmp[2] = {{
+				.arg = m->mode_arg,
+				.op = SCMP_CMP_MASKED_EQ,
+				.datum_a = suid_sgid_bits[b],
+				.datum_b = suid_sgid_bits[b],
+			}};
+			if (m->flags_arg < 0) {
+				int r = seccomp_rule_add_array(ctx, SCMP_ACT_ERRNO(EPERM), nr, 1, cmp);
+				if (r < 0)
+					return r;
+				continue;
+			}
+			for (size_t f = 0; f < ARRAY_SIZE(creating_open_flags); f++) {
+				cmp[1] = (struct scmp_arg_cmp){
+					.arg = (unsigned)m->flags_arg,
+					.op = SCMP_CMP_MASKED_EQ,
+					.datum_a = creating_open_flags[f],
+					.datum_b = creating_open_flags[f],
+				};
+				int r = seccomp_rule_add_array(ctx, SCMP_ACT_ERRNO(EPERM), nr, 2, cmp);
+				if (r < 0)
+					return r;
+			}
+		}
+	}
+	return 0;
+}
+
+/* socket(family, ...) and socketpair for the families nothing in the cell confines. The
+ * domain is an int: compare the low 32 bits only. */
+static int
+add_family_rules(scmp_filter_ctx ctx)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(deny_families); i++) {
+		int r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EAFNOSUPPORT), SCMP_SYS(socket), 1,
+		                         SCMP_A0(SCMP_CMP_MASKED_EQ, 0xffffffffU, deny_families[i]));
+		if (r < 0)
+			return r;
+		r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EAFNOSUPPORT), SCMP_SYS(socketpair), 1,
+		                     SCMP_A0(SCMP_CMP_MASKED_EQ, 0xffffffffU, deny_families[i]));
 		if (r < 0)
 			return r;
 	}
@@ -380,6 +483,12 @@ sb_seccomp_build_until(struct sb_filter *ret, unsigned first_unaudited_nr)
 	if (r < 0)
 		return r;
 	r = add_ioctl_rules(ctx);
+	if (r < 0)
+		return r;
+	r = add_suid_sgid_rules(ctx);
+	if (r < 0)
+		return r;
+	r = add_family_rules(ctx);
 	if (r < 0)
 		return r;
 

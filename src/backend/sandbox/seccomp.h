@@ -8,9 +8,11 @@
  * docs/seccomp.md.
  *
  * Shape of the filter: default ALLOW with a denylist (EPERM; ENOSYS for clone3 so glibc
- * falls back to clone, whose flags the filter can see). Only the native architecture is
- * allowed: a 32-bit (int 0x80) or x32 syscall kills the process with SIGSYS, so the
- * denylist cannot be bypassed through another syscall table; 32-bit binaries do not run.
+ * falls back to clone, whose flags the filter can see, and for openat2, whose mode the
+ * setuid/setgid rules cannot see; EAFNOSUPPORT for AF_VSOCK sockets). Only the native
+ * architecture is allowed: a 32-bit (int 0x80) or x32 syscall kills the process with
+ * SIGSYS, so the denylist cannot be bypassed through another syscall table; 32-bit
+ * binaries do not run.
  * In front of libseccomp's program sits a short hand-written prefix for what libseccomp
  * 2.5 cannot express: personality() flag checks (two conditions on one argument) and
  * ENOSYS for every native syscall number newer than the kernel the list was audited

@@ -1,4 +1,3 @@
-#include <sys/fsuid.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -18,6 +17,7 @@
 #include <linux/openat2.h>
 
 #include "backend/sandbox/view.h"
+#include "backend/spawn.h"
 #include "base/fd.h"
 #include "base/macro.h"
 #include "spec/spec.h"
@@ -923,17 +923,31 @@ workload_can_read(const struct stat *st, uid_t uid, gid_t gid)
 	return st->st_mode & S_IROTH;
 }
 
-static int
-open_artifact_as(int root_fd, const char *path, uid_t host_uid, gid_t host_gid, int *ret_fd)
+int
+sb_view_open_artifact(int root_fd, const char *path, uid_t host_uid, gid_t host_gid, int *ret_fd)
 {
 	char proc[64];
-	struct stat st;
+	struct stat st, st2;
+	int r;
 
-	/* O_PATH first: a device or a FIFO is never opened, only looked at. */
-	_cleanup_close_ int pfd = sys_openat2(root_fd, path, O_PATH | O_NOFOLLOW | O_CLOEXEC,
-	    RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
-	if (pfd < 0)
-		return pfd;
+	if (root_fd < 0)
+		return -ENOENT;
+	/*
+	 * Both opens run in a child with the workload's host uid/gid, no supplementary groups
+	 * and no capabilities (spawn_open_as()): directories the workload could not search and
+	 * files it could not read stay closed, whatever groups or capabilities the runner has
+	 * (switching only fsuid/fsgid would keep both).
+	 *
+	 * O_PATH first: a device or a FIFO is never opened, only looked at.
+	 */
+	struct open_how how = {
+		.flags = O_PATH | O_NOFOLLOW | O_CLOEXEC,
+		.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+	};
+	_cleanup_close_ int pfd = -EBADF;
+	r = spawn_open_as(host_uid, host_gid, root_fd, path, &how, &pfd);
+	if (r < 0)
+		return r;
 	if (fstat(pfd, &st) < 0)
 		return -errno;
 	if (S_ISDIR(st.st_mode))
@@ -944,35 +958,19 @@ open_artifact_as(int root_fd, const char *path, uid_t host_uid, gid_t host_gid, 
 		return -EINVAL;
 	if (!workload_can_read(&st, host_uid, host_gid))
 		return -EACCES;
+	/* Then opened for reading through the O_PATH fd (the child inherits it), again with the
+	 * workload's credentials: the kernel's own check (ACLs included) decides. */
 	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", pfd);
-	int fd = open(proc, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0)
-		return -errno;
-	struct stat st2;
-	if (fstat(fd, &st2) < 0 || st2.st_ino != st.st_ino || st2.st_dev != st.st_dev) {
+	how = (struct open_how){.flags = O_RDONLY | O_CLOEXEC | O_NOCTTY};
+	int fd = -EBADF;
+	r = spawn_open_as(host_uid, host_gid, AT_FDCWD, proc, &how, &fd);
+	if (r < 0)
+		return r;
+	if (fstat(fd, &st2) < 0 || st2.st_ino != st.st_ino || st2.st_dev != st.st_dev ||
+	    !S_ISREG(st2.st_mode)) {
 		safe_close(fd);
 		return -EIO;
 	}
 	*ret_fd = fd;
 	return 0;
-}
-
-int
-sb_view_open_artifact(int root_fd, const char *path, uid_t host_uid, gid_t host_gid, int *ret_fd)
-{
-	if (root_fd < 0)
-		return -ENOENT;
-	/*
-	 * Look up and open with the workload's host fsuid/fsgid, which drops the runner's
-	 * file capabilities for the time: directories the workload could not search and
-	 * files it could not read stay closed (the runner is single-threaded: the switch is
-	 * its alone). The mode check in open_artifact_as() also ignores the runner's
-	 * supplementary groups.
-	 */
-	gid_t old_gid = (gid_t)setfsgid(host_gid);
-	uid_t old_uid = (uid_t)setfsuid(host_uid);
-	int r = open_artifact_as(root_fd, path, host_uid, host_gid, ret_fd);
-	(void)setfsuid(old_uid);
-	(void)setfsgid(old_gid);
-	return r;
 }

@@ -96,8 +96,9 @@ int sb_view_attach(const struct sb_view *v, size_t n_assembled, const char **ret
  * RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS (a symlink anywhere in the
  * path is refused with -ELOOP), regular files only (-EINVAL otherwise, -EISDIR for a
  * directory; looked at through O_PATH, never opened), and only what the workload itself
- * could reach and read: the lookup runs with the workload's host fsuid/fsgid (-EACCES).
- * Returns an O_RDONLY|O_CLOEXEC fd in *ret_fd. Not thread-safe (setfsuid).
+ * could reach and read: the lookup and the open run in a short-lived child with the
+ * workload's host uid/gid, no supplementary groups and no capabilities (spawn_open_as(),
+ * -EACCES). Returns an O_RDONLY|O_CLOEXEC fd in *ret_fd.
  */
 int sb_view_open_artifact(int root_fd, const char *path, uid_t host_uid, gid_t host_gid,
     int *ret_fd);

@@ -1,4 +1,5 @@
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "backend/backend.h"
@@ -47,4 +48,14 @@ backend_profile_from_string(const char *s, enum backend_profile *ret)
 	else
 		return -EINVAL;
 	return 0;
+}
+
+void
+backend_degrade(struct backend_prepare_result *res, const char *item, const char *reason)
+{
+	if (res->n_degraded >= BACKEND_MAX_DEGRADED)
+		return;
+	struct backend_degraded *d = &res->degraded[res->n_degraded++];
+	snprintf(d->item, sizeof(d->item), "%s", item);
+	snprintf(d->reason, sizeof(d->reason), "%s", reason);
 }

@@ -132,5 +132,8 @@ const struct backend_ops *backend_find(const char *name);
 /* The registered backends, NULL-terminated, for `help` and `version`. */
 const struct backend_ops *const *backend_list(void);
 
+/* Record one unenforceable item in a prepare result (at most BACKEND_MAX_DEGRADED). */
+void backend_degrade(struct backend_prepare_result *res, const char *item, const char *reason);
+
 const char *backend_profile_to_string(enum backend_profile p);
 int backend_profile_from_string(const char *s, enum backend_profile *ret);

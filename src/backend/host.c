@@ -55,16 +55,6 @@ host_probe(struct backend_caps *ret)
 	return 0;
 }
 
-static void
-degrade(struct backend_prepare_result *res, const char *item, const char *reason)
-{
-	if (res->n_degraded >= BACKEND_MAX_DEGRADED)
-		return;
-	struct backend_degraded *d = &res->degraded[res->n_degraded++];
-	snprintf(d->item, sizeof(d->item), "%s", item);
-	snprintf(d->reason, sizeof(d->reason), "%s", reason);
-}
-
 static int
 host_prepare(const struct backend_prepare_args *a, struct backend_prepare_result *res,
     struct backend_cell **ret)
@@ -80,13 +70,13 @@ host_prepare(const struct backend_prepare_args *a, struct backend_prepare_result
 		return -EOPNOTSUPP;
 	}
 	if (s->network == SPEC_NETWORK_NONE || s->network == SPEC_NETWORK_LOOPBACK)
-		degrade(res, "authority.network",
+		backend_degrade(res, "authority.network",
 		    "the host backend does not isolate the network: the workload uses the host's");
 	if (s->has_filesystem)
-		degrade(res, "authority.filesystem",
+		backend_degrade(res, "authority.filesystem",
 		    "the host backend does not restrict the filesystem view");
 	if (s->n_egress_rules > 0)
-		degrade(res, "authority.egressRules",
+		backend_degrade(res, "authority.egressRules",
 		    "the host backend cannot restrict egress to the declared destinations");
 
 	bc = calloc(1, sizeof(*bc));
@@ -97,15 +87,15 @@ host_prepare(const struct backend_prepare_args *a, struct backend_prepare_result
 	cgroup_probe(&l);
 	struct cgroup_limits lim = {0};
 	if (s->memory_max_bytes && !cgroup_can_limit_memory(&l))
-		degrade(res, "run.limits.memoryMaxBytes", "no memory cgroup controller on this host");
+		backend_degrade(res, "run.limits.memoryMaxBytes", "no memory cgroup controller on this host");
 	else
 		lim.memory_max_bytes = s->memory_max_bytes;
 	if (s->pids_max && !cgroup_can_limit_pids(&l))
-		degrade(res, "run.limits.pidsMax", "no pids cgroup controller on this host");
+		backend_degrade(res, "run.limits.pidsMax", "no pids cgroup controller on this host");
 	else
 		lim.pids_max = s->pids_max;
 	if (s->cpu_millicores && !cgroup_can_limit_cpu(&l))
-		degrade(res, "run.limits.cpuMillicores", "no cpu cgroup controller on this host");
+		backend_degrade(res, "run.limits.cpuMillicores", "no cpu cgroup controller on this host");
 	else
 		lim.cpu_millicores = s->cpu_millicores;
 
@@ -124,7 +114,7 @@ host_prepare(const struct backend_prepare_args *a, struct backend_prepare_result
 		char why[192];
 		snprintf(why, sizeof(why),
 		    "no cgroup (%.120s): contained by process group only; setsid() escapes it", err);
-		degrade(res, "containment", why);
+		backend_degrade(res, "containment", why);
 		bc->cg = NULL;
 		(void)prctl(PR_SET_CHILD_SUBREAPER, 1);
 	}

@@ -110,16 +110,6 @@ sandbox_probe(struct backend_caps *ret)
 }
 
 static void
-degrade(struct backend_prepare_result *res, const char *item, const char *reason)
-{
-	if (res->n_degraded >= BACKEND_MAX_DEGRADED)
-		return;
-	struct backend_degraded *d = &res->degraded[res->n_degraded++];
-	snprintf(d->item, sizeof(d->item), "%s", item);
-	snprintf(d->reason, sizeof(d->reason), "%s", reason);
-}
-
-static void
 wipe_secrets(struct backend_cell *bc)
 {
 	for (size_t i = 0; i < bc->n_secrets; i++)
@@ -226,21 +216,21 @@ sandbox_prepare(const struct backend_prepare_args *a, struct backend_prepare_res
 		    "destination(s) are not enforced and the cell gets network '%s'",
 		    s->n_egress_rules, spec_network_to_string(s->network == SPEC_NETWORK_UNSET ?
 			SPEC_NETWORK_NONE : s->network));
-		degrade(res, "authority.egressRules", why);
+		backend_degrade(res, "authority.egressRules", why);
 	}
 
 	cgroup_probe(&l);
 	struct cgroup_limits lim = {0};
 	if (s->memory_max_bytes && !cgroup_can_limit_memory(&l))
-		degrade(res, "run.limits.memoryMaxBytes", "no memory cgroup controller on this host");
+		backend_degrade(res, "run.limits.memoryMaxBytes", "no memory cgroup controller on this host");
 	else
 		lim.memory_max_bytes = s->memory_max_bytes;
 	if (s->pids_max && !cgroup_can_limit_pids(&l))
-		degrade(res, "run.limits.pidsMax", "no pids cgroup controller on this host");
+		backend_degrade(res, "run.limits.pidsMax", "no pids cgroup controller on this host");
 	else if (s->pids_max)
 		lim.pids_max = s->pids_max + 1; /* the cell's init is not the workload's to count */
 	if (s->cpu_millicores && !cgroup_can_limit_cpu(&l))
-		degrade(res, "run.limits.cpuMillicores", "no cpu cgroup controller on this host");
+		backend_degrade(res, "run.limits.cpuMillicores", "no cpu cgroup controller on this host");
 	else
 		lim.cpu_millicores = s->cpu_millicores;
 

@@ -3,6 +3,8 @@
 #include <string.h>
 
 #include "backend/backend.h"
+#include "backend/cgroup.h"
+#include "spec/spec.h"
 
 extern const struct backend_ops host_backend;
 extern const struct backend_ops sandbox_backend;
@@ -58,4 +60,28 @@ backend_degrade(struct backend_prepare_result *res, const char *item, const char
 	struct backend_degraded *d = &res->degraded[res->n_degraded++];
 	snprintf(d->item, sizeof(d->item), "%s", item);
 	snprintf(d->reason, sizeof(d->reason), "%s", reason);
+}
+
+void
+backend_cgroup_limits(const struct cell_spec *s, struct backend_prepare_result *res,
+    struct cgroup_limits *ret)
+{
+	struct cgroup_layout l;
+
+	cgroup_probe(&l);
+	*ret = (struct cgroup_limits){0};
+	if (s->memory_max_bytes && !cgroup_can_limit_memory(&l))
+		backend_degrade(res, "run.limits.memoryMaxBytes",
+		    "no memory cgroup controller on this host");
+	else
+		ret->memory_max_bytes = s->memory_max_bytes;
+	if (s->pids_max && !cgroup_can_limit_pids(&l))
+		backend_degrade(res, "run.limits.pidsMax", "no pids cgroup controller on this host");
+	else
+		ret->pids_max = s->pids_max;
+	if (s->cpu_millicores && !cgroup_can_limit_cpu(&l))
+		backend_degrade(res, "run.limits.cpuMillicores",
+		    "no cpu cgroup controller on this host");
+	else
+		ret->cpu_millicores = s->cpu_millicores;
 }

@@ -135,5 +135,11 @@ const struct backend_ops *const *backend_list(void);
 /* Record one unenforceable item in a prepare result (at most BACKEND_MAX_DEGRADED). */
 void backend_degrade(struct backend_prepare_result *res, const char *item, const char *reason);
 
+struct cgroup_limits;
+
+/* The cgroup limits of the spec this host can enforce; the others become degraded items. */
+void backend_cgroup_limits(const struct cell_spec *spec, struct backend_prepare_result *res,
+    struct cgroup_limits *ret);
+
 const char *backend_profile_to_string(enum backend_profile p);
 int backend_profile_from_string(const char *s, enum backend_profile *ret);

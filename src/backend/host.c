@@ -60,7 +60,6 @@ host_prepare(const struct backend_prepare_args *a, struct backend_prepare_result
     struct backend_cell **ret)
 {
 	const struct cell_spec *s = a->spec;
-	struct cgroup_layout l;
 	struct backend_cell *bc;
 	int r;
 
@@ -84,20 +83,8 @@ host_prepare(const struct backend_prepare_args *a, struct backend_prepare_result
 		return -ENOMEM;
 	bc->spec = s;
 
-	cgroup_probe(&l);
-	struct cgroup_limits lim = {0};
-	if (s->memory_max_bytes && !cgroup_can_limit_memory(&l))
-		backend_degrade(res, "run.limits.memoryMaxBytes", "no memory cgroup controller on this host");
-	else
-		lim.memory_max_bytes = s->memory_max_bytes;
-	if (s->pids_max && !cgroup_can_limit_pids(&l))
-		backend_degrade(res, "run.limits.pidsMax", "no pids cgroup controller on this host");
-	else
-		lim.pids_max = s->pids_max;
-	if (s->cpu_millicores && !cgroup_can_limit_cpu(&l))
-		backend_degrade(res, "run.limits.cpuMillicores", "no cpu cgroup controller on this host");
-	else
-		lim.cpu_millicores = s->cpu_millicores;
+	struct cgroup_limits lim;
+	backend_cgroup_limits(s, res, &lim);
 
 	char err[256] = "";
 	char name[128];

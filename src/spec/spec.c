@@ -157,13 +157,12 @@ get_object(struct vctx *c, json_t *parent, const char *key, const char *path, bo
 	return v;
 }
 
-bool
-spec_id_is_valid(const char *s)
+/* 1..max characters of [A-Za-z0-9._-], not starting with '.' or '-': one path segment. */
+static bool
+segment_is_valid(const char *s, size_t max)
 {
 	size_t len = strlen(s);
-	if (len < 1 || len > SPEC_MAX_ID)
-		return false;
-	if (s[0] == '.' || s[0] == '-')
+	if (len < 1 || len > max || s[0] == '.' || s[0] == '-')
 		return false;
 	for (size_t i = 0; i < len; i++) {
 		unsigned char ch = (unsigned char)s[i];
@@ -173,18 +172,16 @@ spec_id_is_valid(const char *s)
 	return true;
 }
 
+bool
+spec_id_is_valid(const char *s)
+{
+	return segment_is_valid(s, SPEC_MAX_ID);
+}
+
 static bool
 ref_is_valid(const char *s)
 {
-	size_t len = strlen(s);
-	if (len < 1 || len > 128 || s[0] == '.' || s[0] == '-')
-		return false;
-	for (size_t i = 0; i < len; i++) {
-		unsigned char ch = (unsigned char)s[i];
-		if (!(isascii(ch) && (isalnum(ch) || ch == '.' || ch == '_' || ch == '-')))
-			return false;
-	}
-	return true;
+	return segment_is_valid(s, 128);
 }
 
 static bool

@@ -196,7 +196,6 @@ sandbox_prepare(const struct backend_prepare_args *a, struct backend_prepare_res
     struct backend_cell **ret)
 {
 	const struct cell_spec *s = a->spec;
-	struct cgroup_layout l;
 	int r;
 
 	struct backend_cell *bc = calloc(1, sizeof(*bc));
@@ -219,20 +218,10 @@ sandbox_prepare(const struct backend_prepare_args *a, struct backend_prepare_res
 		backend_degrade(res, "authority.egressRules", why);
 	}
 
-	cgroup_probe(&l);
-	struct cgroup_limits lim = {0};
-	if (s->memory_max_bytes && !cgroup_can_limit_memory(&l))
-		backend_degrade(res, "run.limits.memoryMaxBytes", "no memory cgroup controller on this host");
-	else
-		lim.memory_max_bytes = s->memory_max_bytes;
-	if (s->pids_max && !cgroup_can_limit_pids(&l))
-		backend_degrade(res, "run.limits.pidsMax", "no pids cgroup controller on this host");
-	else if (s->pids_max)
-		lim.pids_max = s->pids_max + 1; /* the cell's init is not the workload's to count */
-	if (s->cpu_millicores && !cgroup_can_limit_cpu(&l))
-		backend_degrade(res, "run.limits.cpuMillicores", "no cpu cgroup controller on this host");
-	else
-		lim.cpu_millicores = s->cpu_millicores;
+	struct cgroup_limits lim;
+	backend_cgroup_limits(s, res, &lim);
+	if (lim.pids_max)
+		lim.pids_max++; /* the cell's init is not the workload's to count */
 
 	char err[256] = "", name[128];
 	snprintf(name, sizeof(name), "cellvisor-%s", a->cell_name);

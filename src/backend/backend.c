@@ -1,8 +1,9 @@
+#include "backend/backend.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "backend/backend.h"
 #include "backend/cgroup.h"
 #include "spec/spec.h"
 
@@ -10,9 +11,9 @@ extern const struct backend_ops host_backend;
 extern const struct backend_ops sandbox_backend;
 
 static const struct backend_ops *const backends[] = {
-	&host_backend,
-	&sandbox_backend,
-	NULL,
+    &host_backend,
+    &sandbox_backend,
+    NULL,
 };
 
 const struct backend_ops *const *
@@ -76,7 +77,8 @@ backend_cgroup_limits(const struct cell_spec *s, struct backend_prepare_result *
 	else
 		ret->memory_max_bytes = s->memory_max_bytes;
 	if (s->pids_max && !cgroup_can_limit_pids(&l))
-		backend_degrade(res, "run.limits.pidsMax", "no pids cgroup controller on this host");
+		backend_degrade(res, "run.limits.pidsMax",
+		    "no pids cgroup controller on this host");
 	else
 		ret->pids_max = s->pids_max;
 	if (s->cpu_millicores && !cgroup_can_limit_cpu(&l))

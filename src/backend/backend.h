@@ -14,10 +14,11 @@
  */
 #pragma once
 
+#include <sys/types.h>
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <sys/types.h>
 
 struct cell_spec;
 
@@ -29,19 +30,19 @@ enum backend_profile {
 
 /* What a host can enforce for this backend (probe results). */
 struct backend_caps {
-	bool cgroup_v2;           /* a v2 tree usable for tracking and cgroup.kill */
-	bool cgroup_limits;       /* memory and pids limits can be set (v2 or v1) */
-	bool cgroup_cpu;          /* cpu quota can be set */
-	bool namespaces;          /* new user/pid/mount/net/... namespaces */
+	bool cgroup_v2;     /* a v2 tree usable for tracking and cgroup.kill */
+	bool cgroup_limits; /* memory and pids limits can be set (v2 or v1) */
+	bool cgroup_cpu;    /* cpu quota can be set */
+	bool namespaces;    /* new user/pid/mount/net/... namespaces */
 	bool seccomp;
-	int landlock_abi;         /* 0 = none */
-	char containment[64];     /* "cgroup v2", "cgroup v1+v2 (hybrid)", "process group" */
+	int landlock_abi;     /* 0 = none */
+	char containment[64]; /* "cgroup v2", "cgroup v1+v2 (hybrid)", "process group" */
 };
 
 /* One item of declared authority that a backend could not enforce. */
 struct backend_degraded {
-	char item[64];     /* e.g. "authority.network", "run.limits.memoryMaxBytes" */
-	char reason[192];  /* why, e.g. "the host backend does not isolate the network" */
+	char item[64];    /* e.g. "authority.network", "run.limits.memoryMaxBytes" */
+	char reason[192]; /* why, e.g. "the host backend does not isolate the network" */
 };
 
 #define BACKEND_MAX_DEGRADED 16
@@ -70,13 +71,13 @@ struct backend_start_args {
 
 /* Why start failed, for the spawnError and the exit status (126/127/125). */
 struct backend_start_error {
-	int error;          /* errno of the failing step */
-	char step[32];      /* "exec", "chdir", "cgroup", "clone", ... */
+	int error;     /* errno of the failing step */
+	char step[32]; /* "exec", "chdir", "cgroup", "clone", ... */
 };
 
 struct backend_exit {
 	bool signaled;
-	int status;        /* exit code, or signal number when signaled */
+	int status; /* exit code, or signal number when signaled */
 	bool oom_killed;
 };
 

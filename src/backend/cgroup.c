@@ -1,3 +1,5 @@
+#include "backend/cgroup.h"
+
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/vfs.h>
@@ -13,7 +15,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "backend/cgroup.h"
 #include "base/fd.h"
 #include "base/log.h"
 #include "base/macro.h"
@@ -26,18 +27,18 @@ enum v1_controller {
 };
 
 static const char *const v1_names[_V1_MAX] = {
-	[V1_MEMORY] = "memory",
-	[V1_PIDS] = "pids",
-	[V1_CPU] = "cpu",
+    [V1_MEMORY] = "memory",
+    [V1_PIDS] = "pids",
+    [V1_CPU] = "cpu",
 };
 
 struct cgroup_dir {
-	char *path;   /* absolute directory path */
-	char *rel;    /* path relative to the hierarchy's root, for membership checks */
+	char *path; /* absolute directory path */
+	char *rel;  /* path relative to the hierarchy's root, for membership checks */
 	int dirfd;
 	int procs_fd; /* cgroup.procs, O_WRONLY, for joining (v2) */
 	int tasks_fd; /* v1 only: "tasks", O_WRONLY; a single-threaded child writing "0" here
-		       * moves itself without the global lock cgroup.procs takes */
+	               * moves itself without the global lock cgroup.procs takes */
 };
 
 struct cgroup {
@@ -266,8 +267,8 @@ apply_limits(struct cgroup *cg, const struct cgroup_layout *l, const struct cgro
 			    lim->memory_max_bytes);
 			/* No swap beyond the limit where the kernel accounts it. */
 			if (r >= 0)
-				(void)write_u64(cg->v1[V1_MEMORY].dirfd, "memory.memsw.limit_in_bytes",
-				    lim->memory_max_bytes);
+				(void)write_u64(cg->v1[V1_MEMORY].dirfd,
+				    "memory.memsw.limit_in_bytes", lim->memory_max_bytes);
 		}
 		if (r < 0)
 			goto fail;
@@ -290,7 +291,8 @@ apply_limits(struct cgroup *cg, const struct cgroup_layout *l, const struct cgro
 			where = cg->v1[V1_CPU].path;
 			r = write_u64(cg->v1[V1_CPU].dirfd, file = "cpu.cfs_period_us", 100000);
 			if (r >= 0)
-				r = write_u64(cg->v1[V1_CPU].dirfd, file = "cpu.cfs_quota_us", quota);
+				r = write_u64(cg->v1[V1_CPU].dirfd, file = "cpu.cfs_quota_us",
+				    quota);
 		}
 		if (r < 0)
 			goto fail;
@@ -335,8 +337,8 @@ rmdir_children(int dirfd, int depth)
 	while ((de = readdir(d))) {
 		if (de->d_type != DT_DIR || de->d_name[0] == '.')
 			continue;
-		_cleanup_close_ int sub = openat(dirfd, de->d_name,
-		    O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+		_cleanup_close_ int sub =
+		    openat(dirfd, de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
 		if (sub >= 0)
 			rmdir_children(sub, depth + 1);
 		(void)unlinkat(dirfd, de->d_name, AT_REMOVEDIR);
@@ -377,8 +379,8 @@ remove_dirs(struct cgroup *cg)
 }
 
 int
-cgroup_create(const char *name, const char *parent, const struct cgroup_limits *limits,
-    char *err, size_t err_size, struct cgroup **ret)
+cgroup_create(const char *name, const char *parent, const struct cgroup_limits *limits, char *err,
+    size_t err_size, struct cgroup **ret)
 {
 	struct cgroup_layout l;
 	struct cgroup *cg;
@@ -386,8 +388,10 @@ cgroup_create(const char *name, const char *parent, const struct cgroup_limits *
 
 	cgroup_probe(&l);
 	if (parent && (parent[0] != '/' || strstr(parent, "..") || strlen(parent) > 400)) {
-		snprintf(err, err_size, "cgroup parent '%.64s' must be an absolute cgroup path "
-					"without '..'", parent);
+		snprintf(err, err_size,
+		    "cgroup parent '%.64s' must be an absolute cgroup path "
+		    "without '..'",
+		    parent);
 		return -EINVAL;
 	}
 	cg = calloc(1, sizeof(*cg));
@@ -398,9 +402,9 @@ cgroup_create(const char *name, const char *parent, const struct cgroup_limits *
 		cg->v1[i].dirfd = cg->v1[i].procs_fd = cg->v1[i].tasks_fd = -EBADF;
 
 	bool need_v1[_V1_MAX] = {
-		[V1_MEMORY] = limits->memory_max_bytes && !l.v2_memory,
-		[V1_PIDS] = limits->pids_max && !l.v2_pids,
-		[V1_CPU] = limits->cpu_millicores && !l.v2_cpu,
+	    [V1_MEMORY] = limits->memory_max_bytes && !l.v2_memory,
+	    [V1_PIDS] = limits->pids_max && !l.v2_pids,
+	    [V1_CPU] = limits->cpu_millicores && !l.v2_cpu,
 	};
 	/* Without v2, the pids hierarchy (or any v1 one) tracks membership. */
 	if (!l.v2 && l.v1_pids)
@@ -439,7 +443,8 @@ cgroup_create(const char *name, const char *parent, const struct cgroup_limits *
 		bool avail = i == V1_MEMORY ? l.v1_memory : i == V1_PIDS ? l.v1_pids : l.v1_cpu;
 		char root[64];
 		if (!avail) {
-			snprintf(err, err_size, "no cgroup %s controller on this host", v1_names[i]);
+			snprintf(err, err_size, "no cgroup %s controller on this host",
+			    v1_names[i]);
 			r = -EOPNOTSUPP;
 			goto fail;
 		}
@@ -596,8 +601,8 @@ walk_pids(int dirfd, int depth, int (*fn)(pid_t pid, void *userdata), void *user
 	while ((de = readdir(d))) {
 		if (de->d_type != DT_DIR || de->d_name[0] == '.')
 			continue;
-		_cleanup_close_ int sub = openat(dirfd, de->d_name,
-		    O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+		_cleanup_close_ int sub =
+		    openat(dirfd, de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
 		if (sub >= 0) {
 			int r = walk_pids(sub, depth + 1, fn, userdata);
 			if (r > 0)
@@ -698,7 +703,8 @@ read_key(int dirfd, const char *file, const char *key, uint64_t *ret)
 	if (n < 0)
 		return n;
 	size_t kl = strlen(key);
-	for (char *line = buf; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL)
+	for (char *line = buf; line && *line;
+	     line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL)
 		if (strncmp(line, key, kl) == 0 && line[kl] == ' ') {
 			*ret = strtoull(line + kl + 1, NULL, 10);
 			return 0;

@@ -13,10 +13,11 @@
  */
 #pragma once
 
+#include <sys/types.h>
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <sys/types.h>
 
 struct cgroup_limits {
 	uint64_t memory_max_bytes; /* 0 = unset */
@@ -25,10 +26,10 @@ struct cgroup_limits {
 };
 
 struct cgroup_layout {
-	bool v2;             /* a writable v2 tree was found */
+	bool v2;                         /* a writable v2 tree was found */
 	bool v2_memory, v2_pids, v2_cpu; /* controllers usable for our children in v2 */
 	bool v1_memory, v1_pids, v1_cpu, v1_freezer;
-	char v2_root[256];   /* "/sys/fs/cgroup" or "/sys/fs/cgroup/unified" */
+	char v2_root[256]; /* "/sys/fs/cgroup" or "/sys/fs/cgroup/unified" */
 };
 
 struct cgroup;

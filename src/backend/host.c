@@ -47,9 +47,9 @@ host_probe(struct backend_caps *ret)
 	struct cgroup_layout l;
 	cgroup_probe(&l);
 	*ret = (struct backend_caps){
-		.cgroup_v2 = l.v2,
-		.cgroup_limits = cgroup_can_limit_memory(&l) && cgroup_can_limit_pids(&l),
-		.cgroup_cpu = cgroup_can_limit_cpu(&l),
+	    .cgroup_v2 = l.v2,
+	    .cgroup_limits = cgroup_can_limit_memory(&l) && cgroup_can_limit_pids(&l),
+	    .cgroup_cpu = cgroup_can_limit_cpu(&l),
 	};
 	snprintf(ret->containment, sizeof(ret->containment), "%s", cgroup_layout_describe(&l));
 	return 0;
@@ -65,7 +65,8 @@ host_prepare(const struct backend_prepare_args *a, struct backend_prepare_result
 
 	if (s->secret_delivery == SPEC_SECRET_FILE && s->secret_refs.n > 0) {
 		snprintf(res->error, sizeof(res->error),
-		    "spec.run.secretDelivery: \"file\" needs an isolating backend (--backend sandbox)");
+		    "spec.run.secretDelivery: \"file\" needs an isolating backend (--backend "
+		    "sandbox)");
 		return -EOPNOTSUPP;
 	}
 	if (s->network == SPEC_NETWORK_NONE || s->network == SPEC_NETWORK_LOOPBACK)
@@ -100,7 +101,8 @@ host_prepare(const struct backend_prepare_args *a, struct backend_prepare_result
 		}
 		char why[192];
 		snprintf(why, sizeof(why),
-		    "no cgroup (%.120s): contained by process group only; setsid() escapes it", err);
+		    "no cgroup (%.120s): contained by process group only; setsid() escapes it",
+		    err);
 		backend_degrade(res, "containment", why);
 		bc->cg = NULL;
 		(void)prctl(PR_SET_CHILD_SUBREAPER, 1);
@@ -154,7 +156,8 @@ child_exec(struct backend_cell *bc, const struct backend_start_args *a, const ch
 			spawn_child_fail(errfd, "rlimit", errno);
 	}
 	if (bc->spec->has_user) {
-		if (setgroups(0, NULL) < 0 || setresgid(bc->spec->gid, bc->spec->gid, bc->spec->gid) < 0 ||
+		if (setgroups(0, NULL) < 0 ||
+		    setresgid(bc->spec->gid, bc->spec->gid, bc->spec->gid) < 0 ||
 		    setresuid(bc->spec->uid, bc->spec->uid, bc->spec->uid) < 0)
 			spawn_child_fail(errfd, "setuid", errno);
 	}
@@ -324,8 +327,8 @@ static int
 host_open_artifact(struct backend_cell *bc, const char *path, int *ret_fd)
 {
 	struct open_how how = {
-		.flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK,
-		.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+	    .flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK,
+	    .resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
 	};
 	/*
 	 * The workload's own identity decides what it may export: with run.user set, the file
@@ -366,18 +369,18 @@ host_version(void)
 static const char *const host_aliases[] = {"stub", NULL};
 
 const struct backend_ops host_backend = {
-	.name = "host",
-	.aliases = host_aliases,
-	.default_profile = BACKEND_PROFILE_PORTABLE,
-	.probe = host_probe,
-	.prepare = host_prepare,
-	.start = host_start,
-	.reap = host_reap,
-	.signal_all = host_signal_all,
-	.kill_all = host_kill_all,
-	.empty_fd = host_empty_fd,
-	.is_empty = host_is_empty,
-	.open_artifact = host_open_artifact,
-	.destroy = host_destroy,
-	.version = host_version,
+    .name = "host",
+    .aliases = host_aliases,
+    .default_profile = BACKEND_PROFILE_PORTABLE,
+    .probe = host_probe,
+    .prepare = host_prepare,
+    .start = host_start,
+    .reap = host_reap,
+    .signal_all = host_signal_all,
+    .kill_all = host_kill_all,
+    .empty_fd = host_empty_fd,
+    .is_empty = host_is_empty,
+    .open_artifact = host_open_artifact,
+    .destroy = host_destroy,
+    .version = host_version,
 };

@@ -1,9 +1,10 @@
+#include "backend/spawn.h"
+
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
 #include <linux/openat2.h>
-
 #include <linux/sched.h>
 
 #include <errno.h>
@@ -16,7 +17,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "backend/spawn.h"
 #include "base/macro.h"
 
 int
@@ -38,7 +38,7 @@ spawn_resolve(const char *name, const char *path, char *buf, size_t size)
 		const char *end = strchrnul(p, ':');
 		size_t dl = (size_t)(end - p);
 		int n = dl ? snprintf(buf, size, "%.*s/%s", (int)dl, p, name)
-			   : snprintf(buf, size, "%s", name);
+		           : snprintf(buf, size, "%s", name);
 		if (n > 0 && (size_t)n < size) {
 			if (access(buf, X_OK) == 0)
 				return 0;
@@ -57,9 +57,9 @@ spawn_clone(unsigned long flags, int cgroup_fd, int *ret_pidfd, bool *ret_into_c
 {
 	int pidfd = -1;
 	struct clone_args args = {
-		.flags = flags | CLONE_PIDFD,
-		.pidfd = (uint64_t)(uintptr_t)&pidfd,
-		.exit_signal = SIGCHLD,
+	    .flags = flags | CLONE_PIDFD,
+	    .pidfd = (uint64_t)(uintptr_t)&pidfd,
+	    .exit_signal = SIGCHLD,
 	};
 	if (cgroup_fd >= 0) {
 		args.flags |= CLONE_INTO_CGROUP;
@@ -177,7 +177,9 @@ spawn_open_as(uid_t uid, gid_t gid, int dirfd, const char *path, const struct op
 	int result = EIO, fd = -1;
 	char cbuf[CMSG_SPACE(sizeof(int))];
 	struct iovec iov = {.iov_base = &result, .iov_len = sizeof(result)};
-	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+	struct msghdr msg = {.msg_iov = &iov,
+	    .msg_iovlen = 1,
+	    .msg_control = cbuf,
 	    .msg_controllen = sizeof(cbuf)};
 	ssize_t n;
 	do

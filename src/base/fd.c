@@ -1,3 +1,5 @@
+#include "base/fd.h"
+
 #include <sys/stat.h>
 #include <sys/syscall.h>
 
@@ -7,7 +9,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "base/fd.h"
 #include "base/macro.h"
 
 int

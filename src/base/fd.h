@@ -6,9 +6,10 @@
  */
 #pragma once
 
+#include <sys/types.h>
+
 #include <stdbool.h>
 #include <stddef.h>
-#include <sys/types.h>
 
 /* Write all of buf, retrying on EINTR and short writes. */
 int fd_write_all(int fd, const void *buf, size_t len);

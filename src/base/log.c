@@ -1,8 +1,8 @@
+#include "base/log.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-
-#include "base/log.h"
 
 static bool quiet;
 static bool debug;

@@ -1,7 +1,7 @@
+#include "base/timeutil.h"
+
 #include <stdio.h>
 #include <time.h>
-
-#include "base/timeutil.h"
 
 uint64_t
 now_mono_us(void)

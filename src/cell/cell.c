@@ -1,3 +1,5 @@
+#include "cell/cell.h"
+
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -10,18 +12,16 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
-
-#include <sodium.h>
 
 #include "base/fd.h"
 #include "base/log.h"
 #include "base/macro.h"
 #include "base/random.h"
 #include "base/timeutil.h"
-#include "cell/cell.h"
 #include "cell/timeout.h"
 #include "event/event.h"
 #include "secret/broker.h"
@@ -48,9 +48,9 @@ enum stop_cause {
 
 struct output {
 	struct cell *cell;
-	int rd;      /* pipe read end, owned */
-	int dest;    /* the runner's fd, borrowed */
-	int dest_nb; /* a private non-blocking open of dest (pipes, ttys), owned, or -1 */
+	int rd;         /* pipe read end, owned */
+	int dest;       /* the runner's fd, borrowed */
+	int dest_nb;    /* a private non-blocking open of dest (pipes, ttys), owned, or -1 */
 	bool dest_sock; /* dest_nb is a dup of a socket: written with send(MSG_DONTWAIT) */
 	struct loop_source *src, *dest_src;
 	char *pending; /* bytes read from the cell that dest has not taken yet */
@@ -107,13 +107,13 @@ const char *
 cell_state_to_string(enum cell_state s)
 {
 	static const char *const names[_CELL_STATE_MAX] = {
-		[CELL_PENDING] = "pending",
-		[CELL_STARTING] = "starting",
-		[CELL_RUNNING] = "running",
-		[CELL_STOPPING] = "stopping",
-		[CELL_DESTROYING] = "destroying",
-		[CELL_DESTROYED] = "destroyed",
-		[CELL_REJECTED] = "rejected",
+	    [CELL_PENDING] = "pending",
+	    [CELL_STARTING] = "starting",
+	    [CELL_RUNNING] = "running",
+	    [CELL_STOPPING] = "stopping",
+	    [CELL_DESTROYING] = "destroying",
+	    [CELL_DESTROYED] = "destroyed",
+	    [CELL_REJECTED] = "rejected",
 	};
 	return s < _CELL_STATE_MAX ? names[s] : "?";
 }
@@ -125,11 +125,17 @@ cell_new(struct loop *loop, const struct cell_spec *spec, const struct cell_conf
 	struct cell *c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
-	*c = (struct cell){.loop = loop, .spec = spec, .cfg = cfg, .bus = bus, .done = done,
-	    .userdata = userdata, .state = CELL_PENDING, .pidfd = -EBADF};
+	*c = (struct cell){.loop = loop,
+	    .spec = spec,
+	    .cfg = cfg,
+	    .bus = bus,
+	    .done = done,
+	    .userdata = userdata,
+	    .state = CELL_PENDING,
+	    .pidfd = -EBADF};
 	for (int i = 0; i < 2; i++)
-		c->out[i] = (struct output){.cell = c, .rd = -EBADF, .dest = -EBADF,
-		    .dest_nb = -EBADF};
+		c->out[i] =
+		    (struct output){.cell = c, .rd = -EBADF, .dest = -EBADF, .dest_nb = -EBADF};
 	int r = uuid_v4(c->run_id);
 	if (r < 0) {
 		free(c);
@@ -308,7 +314,7 @@ output_write(struct output *o, const char *buf, size_t n)
 	if (o->dest_src)
 		(void)loop_source_set_events(o->dest_src, EPOLLOUT);
 	else if (loop_add_io(o->cell->loop, o->dest_nb, EPOLLOUT, on_dest_writable, o,
-		     &o->dest_src) < 0) {
+	             &o->dest_src) < 0) {
 		(void)fd_write_all(o->dest, o->pending, n);
 		o->pend_len = 0;
 		(void)loop_source_set_events(o->src, EPOLLIN);
@@ -437,7 +443,8 @@ build_env(struct cell *c)
 			}
 		if (memchr(sec->value, '\0', sec->len)) {
 			snprintf(c->reject_reason, sizeof(c->reject_reason),
-			    "secret '%s': a value with a NUL byte cannot be delivered as a variable",
+			    "secret '%s': a value with a NUL byte cannot be delivered as a "
+			    "variable",
 			    sec->ref);
 			return -EINVAL;
 		}
@@ -473,7 +480,7 @@ reject(struct cell *c)
 	redact_text(c->bus->redactor, c->reject_reason, sizeof(c->reject_reason));
 	emit(c, EV_CELL_REJECTED,
 	    json_pack("{s:s, s:s, s:s, s:s}", "cellId", c->spec->id, "specId", c->spec->id, "runId",
-		c->run_id, "reason", c->reject_reason));
+	        c->run_id, "reason", c->reject_reason));
 	c->state = CELL_REJECTED;
 	c->exit_status = 125;
 	if (c->done)
@@ -492,7 +499,8 @@ prepare(struct cell *c)
 		return r;
 	}
 	c->redactor = (struct redactor){.values = c->secrets->values,
-	    .lengths = c->secrets->lengths, .n = c->secrets->n};
+	    .lengths = c->secrets->lengths,
+	    .n = c->secrets->n};
 	c->bus->redactor = &c->redactor;
 
 	r = build_env(c);
@@ -503,11 +511,11 @@ prepare(struct cell *c)
 	}
 
 	struct backend_prepare_args args = {
-		.spec = c->spec,
-		.cell_name = c->name,
-		.cgroup_parent = c->cfg->cgroup_parent,
-		.secret_values = c->secrets->values,
-		.secret_lengths = c->secrets->lengths,
+	    .spec = c->spec,
+	    .cell_name = c->name,
+	    .cgroup_parent = c->cfg->cgroup_parent,
+	    .secret_values = c->secrets->values,
+	    .secret_lengths = c->secrets->lengths,
 	};
 	struct backend_prepare_result res = {0};
 	r = c->cfg->backend->prepare(&args, &res, &c->bc);
@@ -525,14 +533,15 @@ prepare(struct cell *c)
 		return -EPERM;
 	}
 	for (size_t i = 0; i < res.n_degraded; i++) {
-		redact_text(c->bus->redactor, res.degraded[i].reason, sizeof(res.degraded[i].reason));
+		redact_text(c->bus->redactor, res.degraded[i].reason,
+		    sizeof(res.degraded[i].reason));
 		log_warn("%s: not enforced by backend %s: %s", res.degraded[i].item,
 		    c->cfg->backend->name, res.degraded[i].reason);
 		emit(c, EV_CELL_DEGRADED,
 		    json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "cellId", c->spec->id, "runId",
-			c->run_id, "item", res.degraded[i].item, "reason", res.degraded[i].reason,
-			"backend", c->cfg->backend->name, "profile",
-			backend_profile_to_string(c->cfg->profile)));
+		        c->run_id, "item", res.degraded[i].item, "reason", res.degraded[i].reason,
+		        "backend", c->cfg->backend->name, "profile",
+		        backend_profile_to_string(c->cfg->profile)));
 	}
 	return 0;
 }
@@ -568,7 +577,7 @@ enter_starting(struct cell *c)
 	c->state = CELL_STARTING;
 	emit(c, EV_CELL_STARTED,
 	    json_pack("{s:s, s:s, s:s, s:s}", "cellId", s->id, "specId", s->id, "runId", c->run_id,
-		"backend", c->cfg->backend->name));
+	        "backend", c->cfg->backend->name));
 
 	devnull = fd_open_devnull();
 	r = devnull;
@@ -585,12 +594,12 @@ enter_starting(struct cell *c)
 	}
 
 	struct backend_start_args args = {
-		.argv = (const char *const *)s->argv.v,
-		.envp = (const char *const *)c->envp,
-		.cwd = s->cwd,
-		.stdin_fd = devnull,
-		.stdout_fd = out_wr,
-		.stderr_fd = err_wr,
+	    .argv = (const char *const *)s->argv.v,
+	    .envp = (const char *const *)c->envp,
+	    .cwd = s->cwd,
+	    .stdin_fd = devnull,
+	    .stdout_fd = out_wr,
+	    .stderr_fd = err_wr,
 	};
 	c->started_us = now_mono_us();
 	r = c->cfg->backend->start(c->bc, &args, &c->spawn_err, &c->pid);
@@ -817,7 +826,8 @@ emit_completed(struct cell *c)
 			    sizeof(spawn_error));
 		} else if (c->stop_cause == STOP_RUNNER) {
 			code = -1;
-			snprintf(spawn_error, sizeof(spawn_error), "cell stopped: cellvisor received %s",
+			snprintf(spawn_error, sizeof(spawn_error),
+			    "cell stopped: cellvisor received %s",
 			    signal_name(c->runner_signal, sig, sizeof(sig)));
 		} else
 			code = c->exit.signaled ? 128 + c->exit.status : c->exit.status;
@@ -829,9 +839,9 @@ emit_completed(struct cell *c)
 	snprintf(c->failure, sizeof(c->failure), "%s", spawn_error);
 	emit(c, EV_CELL_COMPLETED,
 	    json_pack("{s:s, s:s, s:I, s:o, s:o, s:I, s:b}", "cellId", c->spec->id, "runId",
-		c->run_id, "exitCode", code, "signal", signal, "spawnError",
-		spawn_error[0] ? json_string(spawn_error) : json_null(), "durationMs",
-		(json_int_t)duration, "oomKilled", c->exit.oom_killed));
+	        c->run_id, "exitCode", code, "signal", signal, "spawnError",
+	        spawn_error[0] ? json_string(spawn_error) : json_null(), "durationMs",
+	        (json_int_t)duration, "oomKilled", c->exit.oom_killed));
 
 	/* The runner's exit status (DESIGN.md §5). */
 	if (c->spawn_failed) {
@@ -875,7 +885,7 @@ enter_destroying(struct cell *c)
 	}
 	(void)c->cfg->backend->signal_all(c->bc, SIGTERM);
 	if (loop_add_timer(c->loop, now_mono_us() + c->cfg->grace_ms * USEC_PER_MSEC, on_grace, c,
-		&c->grace_timer) < 0)
+	        &c->grace_timer) < 0)
 		kill_now(c);
 	if (c->state == CELL_DESTROYING) {
 		watch_empty(c);
@@ -902,15 +912,16 @@ destroying_empty(struct cell *c)
 
 /* Copy one artifact out of the cell into <export_dir>/<cellId>/<name>. */
 static int
-export_one(struct cell *c, const struct spec_artifact *a, uint64_t *ret_bytes,
-    char ret_sha[65], char *err, size_t err_size)
+export_one(struct cell *c, const struct spec_artifact *a, uint64_t *ret_bytes, char ret_sha[65],
+    char *err, size_t err_size)
 {
 	_cleanup_close_ int src = -EBADF, dirfd = -EBADF, celldir = -EBADF, dst = -EBADF;
 	struct stat st;
 	int r;
 
 	if (!c->cfg->export_dir) {
-		snprintf(err, err_size, "no export directory (set --export-dir or CELLOS_EXPORT_DIR)");
+		snprintf(err, err_size,
+		    "no export directory (set --export-dir or CELLOS_EXPORT_DIR)");
 		return -EINVAL;
 	}
 	if (!c->cfg->backend->open_artifact) {
@@ -956,7 +967,8 @@ export_one(struct cell *c, const struct spec_artifact *a, uint64_t *ret_bytes,
 	dirfd = open(c->cfg->export_dir, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
 	if (dirfd < 0) {
 		r = -errno;
-		snprintf(err, err_size, "export directory %s: %s", c->cfg->export_dir, strerror(-r));
+		snprintf(err, err_size, "export directory %s: %s", c->cfg->export_dir,
+		    strerror(-r));
 		return r;
 	}
 	if (mkdirat(dirfd, c->spec->id, 0700) < 0 && errno != EEXIST) {
@@ -1044,12 +1056,12 @@ run_exports(struct cell *c)
 			log_warn("export %s failed: %s", a->name, err);
 			emit(c, EV_CELL_EXPORT_FAIL,
 			    json_pack("{s:s, s:s, s:s, s:s, s:s}", "cellId", c->spec->id, "runId",
-				c->run_id, "name", a->name, "path", a->path, "error", err));
+			        c->run_id, "name", a->name, "path", a->path, "error", err));
 		} else
 			emit(c, EV_CELL_EXPORTED,
-			    json_pack("{s:s, s:s, s:s, s:s, s:I, s:s}", "cellId", c->spec->id, "runId",
-				c->run_id, "name", a->name, "path", a->path, "bytes", (json_int_t)bytes,
-				"sha256", sha));
+			    json_pack("{s:s, s:s, s:s, s:s, s:I, s:s}", "cellId", c->spec->id,
+			        "runId", c->run_id, "name", a->name, "path", a->path, "bytes",
+			        (json_int_t)bytes, "sha256", sha));
 	}
 }
 
@@ -1073,8 +1085,8 @@ finish(struct cell *c)
 		r = c->cfg->backend->destroy(c->bc);
 		c->bc = NULL;
 		if (r < 0) {
-			snprintf(teardown_error, sizeof(teardown_error),
-			    "teardown incomplete: %s", strerror(-r));
+			snprintf(teardown_error, sizeof(teardown_error), "teardown incomplete: %s",
+			    strerror(-r));
 			log_error("cell %s: %s", c->name, teardown_error);
 		}
 	}
@@ -1084,11 +1096,11 @@ finish(struct cell *c)
 	    : (c->exit.signaled ? 128 + c->exit.status : c->exit.status);
 	emit(c, EV_CELL_COMPLIANCE,
 	    json_pack("{s:s, s:s, s:s, s:o, s:I, s:s, s:I, s:O}", "cellId", s->id, "specId", s->id,
-		"runId", c->run_id, "lifetimeTtlSeconds",
-		s->ttl_seconds ? json_integer((json_int_t)s->ttl_seconds) : json_null(),
-		"egressRuleCount", (json_int_t)s->n_egress_rules, "secretDeliveryMode",
-		spec_secret_delivery_to_string(s->secret_delivery), "commandExitCode", cmd_code,
-		"correlation", s->correlation ? s->correlation : json_null()));
+	        "runId", c->run_id, "lifetimeTtlSeconds",
+	        s->ttl_seconds ? json_integer((json_int_t)s->ttl_seconds) : json_null(),
+	        "egressRuleCount", (json_int_t)s->n_egress_rules, "secretDeliveryMode",
+	        spec_secret_delivery_to_string(s->secret_delivery), "commandExitCode", cmd_code,
+	        "correlation", s->correlation ? s->correlation : json_null()));
 
 	/*
 	 * Secrets are wiped before their revocation is announced; the last two events are
@@ -1146,41 +1158,48 @@ exited_while_running(struct cell *c)
 }
 
 static const cell_handler transitions[_CELL_STATE_MAX][_CE_MAX] = {
-	[CELL_PENDING] = {
-		[CE_PREPARED] = enter_starting,
-		[CE_PREPARE_FAILED] = reject,
-	},
-	[CELL_STARTING] = {
-		[CE_SPAWNED] = enter_running,
-		[CE_SPAWN_FAILED] = spawn_failed,
-		[CE_STOP] = ignore, /* the runner's loop has not run yet */
-	},
-	[CELL_RUNNING] = {
-		[CE_EXITED] = exited_while_running,
-		[CE_CAP_FIRED] = stop_for_cap,
-		[CE_STOP] = stop_for_runner,
-		[CE_EMPTY] = ignore, /* the top process's exit follows */
-	},
-	[CELL_STOPPING] = {
-		[CE_EXITED] = stopping_exited,
-		[CE_EMPTY] = stopping_empty,
-		[CE_GRACE_EXPIRED] = stopping_again,
-		[CE_STOP] = stopping_again,
-		[CE_CAP_FIRED] = ignore,
-	},
-	[CELL_DESTROYING] = {
-		[CE_EMPTY] = destroying_empty,
-		[CE_STOP] = destroying_kill,
-		[CE_EXITED] = ignore,
-		[CE_GRACE_EXPIRED] = destroying_kill,
-	},
-	[CELL_DESTROYED] = {
-		[CE_STOP] = ignore,
-		[CE_EMPTY] = ignore,
-	},
-	[CELL_REJECTED] = {
-		[CE_STOP] = ignore,
-	},
+    [CELL_PENDING] =
+        {
+            [CE_PREPARED] = enter_starting,
+            [CE_PREPARE_FAILED] = reject,
+        },
+    [CELL_STARTING] =
+        {
+            [CE_SPAWNED] = enter_running,
+            [CE_SPAWN_FAILED] = spawn_failed,
+            [CE_STOP] = ignore, /* the runner's loop has not run yet */
+        },
+    [CELL_RUNNING] =
+        {
+            [CE_EXITED] = exited_while_running,
+            [CE_CAP_FIRED] = stop_for_cap,
+            [CE_STOP] = stop_for_runner,
+            [CE_EMPTY] = ignore, /* the top process's exit follows */
+        },
+    [CELL_STOPPING] =
+        {
+            [CE_EXITED] = stopping_exited,
+            [CE_EMPTY] = stopping_empty,
+            [CE_GRACE_EXPIRED] = stopping_again,
+            [CE_STOP] = stopping_again,
+            [CE_CAP_FIRED] = ignore,
+        },
+    [CELL_DESTROYING] =
+        {
+            [CE_EMPTY] = destroying_empty,
+            [CE_STOP] = destroying_kill,
+            [CE_EXITED] = ignore,
+            [CE_GRACE_EXPIRED] = destroying_kill,
+        },
+    [CELL_DESTROYED] =
+        {
+            [CE_STOP] = ignore,
+            [CE_EMPTY] = ignore,
+        },
+    [CELL_REJECTED] =
+        {
+            [CE_STOP] = ignore,
+        },
 };
 
 static void

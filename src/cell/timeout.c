@@ -1,9 +1,10 @@
+#include "cell/timeout.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "cell/timeout.h"
 #include "spec/spec.h"
 
 struct timeout_cap
@@ -11,10 +12,10 @@ timeout_effective(uint64_t flag_ms, uint64_t env_ms, uint64_t spec_ms, uint64_t 
 {
 	/* In tie-break order: a later candidate must be strictly tighter to win. */
 	const struct timeout_cap candidates[] = {
-		{TIMEOUT_FLAG, flag_ms},
-		{TIMEOUT_ENV, env_ms},
-		{TIMEOUT_SPEC, spec_ms},
-		{TIMEOUT_TTL, ttl_seconds * 1000},
+	    {TIMEOUT_FLAG, flag_ms},
+	    {TIMEOUT_ENV, env_ms},
+	    {TIMEOUT_SPEC, spec_ms},
+	    {TIMEOUT_TTL, ttl_seconds * 1000},
 	};
 	struct timeout_cap best = {TIMEOUT_NONE, 0};
 
@@ -43,8 +44,8 @@ timeout_message(const struct timeout_cap *cap, uint64_t ttl_seconds, char *buf, 
 		snprintf(buf, size, "command timed out after %llu ms (spec.run.timeoutMs)", ms);
 		break;
 	case TIMEOUT_TTL:
-		snprintf(buf, size, "cell killed by TTL watchdog after %llu ms (ttl_seconds=%llu)", ms,
-		    (unsigned long long)ttl_seconds);
+		snprintf(buf, size, "cell killed by TTL watchdog after %llu ms (ttl_seconds=%llu)",
+		    ms, (unsigned long long)ttl_seconds);
 		break;
 	default:
 		snprintf(buf, size, "no timeout");

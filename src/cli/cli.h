@@ -14,10 +14,10 @@
 #define CELLVISOR_VERSION "0.1.0"
 
 /* Exit statuses shared by the commands (DESIGN.md §5). */
-#define EXIT_TIMEOUT   124
-#define EXIT_CANNOT    125
-#define EXIT_NOEXEC    126
-#define EXIT_NOTFOUND  127
+#define EXIT_TIMEOUT  124
+#define EXIT_CANNOT   125
+#define EXIT_NOEXEC   126
+#define EXIT_NOTFOUND 127
 
 struct cli_command {
 	const char *name;

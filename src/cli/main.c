@@ -8,9 +8,9 @@
 #include "cli/cli.h"
 
 static const struct cli_command commands[] = {
-	{"run", cmd_run, "run one cell in the foreground", usage_run},
-	{"validate", cmd_validate, "check a cell spec and print it normalised", usage_validate},
-	{"help", cmd_help, "show help for cellvisor or one command", usage_help},
+    {"run", cmd_run, "run one cell in the foreground", usage_run},
+    {"validate", cmd_validate, "check a cell spec and print it normalised", usage_validate},
+    {"help", cmd_help, "show help for cellvisor or one command", usage_help},
 };
 
 const struct cli_command *

@@ -1,7 +1,7 @@
 #include <errno.h>
-#include <stdbool.h>
 #include <getopt.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,7 +35,8 @@ usage_run(void)
 	       "  -h, --help          show this help\n"
 	       "\n"
 	       "Environment (CellOS compatible): CELL_OS_JSONL_EVENTS, CELL_OS_USE_NOOP_SINK,\n"
-	       "CELLOS_CELL_BACKEND, CELLOS_DEPLOYMENT_PROFILE, CELLOS_RUN_TIMEOUT_MS, CELLOS_BROKER,\n"
+	       "CELLOS_CELL_BACKEND, CELLOS_DEPLOYMENT_PROFILE, CELLOS_RUN_TIMEOUT_MS, "
+	       "CELLOS_BROKER,\n"
 	       "CELLOS_SECRET_FILE_<KEY>, CELLOS_CGROUP_PARENT, CELLOS_EXPORT_DIR.\n"
 	       "\n"
 	       "Exit status: the workload's own; 124 a timeout or the TTL stopped it; 125 the\n"
@@ -58,9 +59,11 @@ on_signal(struct loop *l, const struct signalfd_siginfo *si, void *userdata)
 	struct runner *r = userdata;
 	int sig = (int)si->ssi_signo;
 	if (r->signals_seen++ == 0)
-		log_info("received SIG%s, stopping the cell", sigabbrev_np(sig) ? sigabbrev_np(sig) : "?");
+		log_info("received SIG%s, stopping the cell",
+		    sigabbrev_np(sig) ? sigabbrev_np(sig) : "?");
 	else
-		log_info("received SIG%s again, killing the cell", sigabbrev_np(sig) ? sigabbrev_np(sig) : "?");
+		log_info("received SIG%s again, killing the cell",
+		    sigabbrev_np(sig) ? sigabbrev_np(sig) : "?");
 	cell_stop(r->cell, sig);
 }
 
@@ -134,16 +137,16 @@ int
 cmd_run(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"events", required_argument, NULL, OPT_EVENTS},
-		{"timeout", required_argument, NULL, OPT_TIMEOUT},
-		{"grace", required_argument, NULL, OPT_GRACE},
-		{"backend", required_argument, NULL, OPT_BACKEND},
-		{"profile", required_argument, NULL, OPT_PROFILE},
-		{"export-dir", required_argument, NULL, OPT_EXPORT_DIR},
-		{"cgroup-parent", required_argument, NULL, OPT_CGROUP_PARENT},
-		{"quiet", no_argument, NULL, 'q'},
-		{"help", no_argument, NULL, 'h'},
-		{0},
+	    {"events", required_argument, NULL, OPT_EVENTS},
+	    {"timeout", required_argument, NULL, OPT_TIMEOUT},
+	    {"grace", required_argument, NULL, OPT_GRACE},
+	    {"backend", required_argument, NULL, OPT_BACKEND},
+	    {"profile", required_argument, NULL, OPT_PROFILE},
+	    {"export-dir", required_argument, NULL, OPT_EXPORT_DIR},
+	    {"cgroup-parent", required_argument, NULL, OPT_CGROUP_PARENT},
+	    {"quiet", no_argument, NULL, 'q'},
+	    {"help", no_argument, NULL, 'h'},
+	    {0},
 	};
 	const char *arg_events = NULL, *arg_backend = NULL, *arg_profile = NULL;
 	const char *arg_export_dir = NULL, *arg_cgroup_parent = NULL;
@@ -160,7 +163,8 @@ cmd_run(int argc, char **argv)
 			break;
 		case OPT_TIMEOUT:
 			if (timeout_parse_ms(optarg, &arg_timeout) < 0) {
-				log_error("--timeout: '%s' is not a number of milliseconds (1 to %llu)",
+				log_error("--timeout: '%s' is not a number of milliseconds (1 to "
+				          "%llu)",
 				    optarg, (unsigned long long)SPEC_MAX_TIMEOUT_MS);
 				return EXIT_CANNOT;
 			}
@@ -206,26 +210,27 @@ cmd_run(int argc, char **argv)
 	}
 
 	struct cell_config cfg = {
-		.grace_ms = arg_grace,
-		.flag_timeout_ms = arg_timeout,
-		.out_fd = STDOUT_FILENO,
-		.err_fd = STDERR_FILENO,
-		.export_dir = arg_export_dir ? arg_export_dir : env_nonempty("CELLOS_EXPORT_DIR"),
-		.cgroup_parent =
-		    arg_cgroup_parent ? arg_cgroup_parent : env_nonempty("CELLOS_CGROUP_PARENT"),
+	    .grace_ms = arg_grace,
+	    .flag_timeout_ms = arg_timeout,
+	    .out_fd = STDOUT_FILENO,
+	    .err_fd = STDERR_FILENO,
+	    .export_dir = arg_export_dir ? arg_export_dir : env_nonempty("CELLOS_EXPORT_DIR"),
+	    .cgroup_parent =
+	        arg_cgroup_parent ? arg_cgroup_parent : env_nonempty("CELLOS_CGROUP_PARENT"),
 	};
 	/* CellOS treats an unset or zero cap as no cap. */
 	const char *env_timeout = env_nonempty("CELLOS_RUN_TIMEOUT_MS");
 	if (env_timeout && strcmp(env_timeout, "0") != 0 &&
 	    timeout_parse_ms(env_timeout, &cfg.env_timeout_ms) < 0) {
-		log_error("CELLOS_RUN_TIMEOUT_MS: '%s' is not a number of milliseconds", env_timeout);
+		log_error("CELLOS_RUN_TIMEOUT_MS: '%s' is not a number of milliseconds",
+		    env_timeout);
 		return EXIT_CANNOT;
 	}
 	/* Signed events are a contract: never write unsigned ones when signing was asked for. */
 	const char *signing = env_nonempty("CELLOS_EVENT_SIGNING");
 	if (signing && strcmp(signing, "off") != 0) {
 		log_error("CELLOS_EVENT_SIGNING=%.32s: event signing is not supported by this "
-			  "version of cellvisor; unset it or set it to off",
+		          "version of cellvisor; unset it or set it to off",
 		    signing);
 		return EXIT_CANNOT;
 	}
@@ -304,8 +309,8 @@ cmd_run(int argc, char **argv)
 	}
 	if (cell_get_state(runner.cell) == CELL_REJECTED)
 		log_error("%s", cell_reject_reason(runner.cell));
-	else if (cell_failure(runner.cell) && (status == EXIT_CANNOT || status == EXIT_NOEXEC ||
-						  status == EXIT_NOTFOUND))
+	else if (cell_failure(runner.cell) &&
+	    (status == EXIT_CANNOT || status == EXIT_NOEXEC || status == EXIT_NOTFOUND))
 		log_error("%s", cell_failure(runner.cell));
 	else if (cell_failure(runner.cell))
 		log_info("%s", cell_failure(runner.cell));

@@ -1,10 +1,11 @@
+#include "event/event.h"
+
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "base/random.h"
 #include "base/timeutil.h"
-#include "event/event.h"
 
 static char source[300] = "/cellvisor/localhost";
 

@@ -10,16 +10,16 @@
 
 #include <jansson.h>
 
-#define EV_CELL_STARTED      "dev.cellos.events.cell.lifecycle.v1.started"
-#define EV_CELL_COMPLETED    "dev.cellos.events.cell.command.v1.completed"
-#define EV_CELL_DESTROYED    "dev.cellos.events.cell.lifecycle.v1.destroyed"
-#define EV_CELL_COMPLIANCE   "dev.cellos.events.cell.compliance.v1.summary"
-#define EV_CELL_EXPORTED     "dev.cellos.events.cell.export.v2.completed"
-#define EV_CELL_EXPORT_FAIL  "dev.cellos.events.cell.export.v2.failed"
-#define EV_CELL_REVOKED      "dev.cellos.events.cell.identity.v1.revoked"
-#define EV_CELL_SILENCED     "dev.cellos.events.cell.observability.v1.guest.agent_silenced"
-#define EV_CELL_REJECTED     "dev.cellvisor.events.cell.v1.rejected"
-#define EV_CELL_DEGRADED     "dev.cellvisor.events.cell.authority.v1.degraded"
+#define EV_CELL_STARTED     "dev.cellos.events.cell.lifecycle.v1.started"
+#define EV_CELL_COMPLETED   "dev.cellos.events.cell.command.v1.completed"
+#define EV_CELL_DESTROYED   "dev.cellos.events.cell.lifecycle.v1.destroyed"
+#define EV_CELL_COMPLIANCE  "dev.cellos.events.cell.compliance.v1.summary"
+#define EV_CELL_EXPORTED    "dev.cellos.events.cell.export.v2.completed"
+#define EV_CELL_EXPORT_FAIL "dev.cellos.events.cell.export.v2.failed"
+#define EV_CELL_REVOKED     "dev.cellos.events.cell.identity.v1.revoked"
+#define EV_CELL_SILENCED    "dev.cellos.events.cell.observability.v1.guest.agent_silenced"
+#define EV_CELL_REJECTED    "dev.cellvisor.events.cell.v1.rejected"
+#define EV_CELL_DEGRADED    "dev.cellvisor.events.cell.authority.v1.degraded"
 
 /* Set the source from the host name; called once at start-up. */
 void event_init_source(void);

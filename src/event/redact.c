@@ -1,9 +1,10 @@
+#include "event/redact.h"
+
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "base/macro.h"
-#include "event/redact.h"
 
 /* A new string with every occurrence of each secret replaced, or NULL if none occur. */
 static char *
@@ -79,15 +80,13 @@ redact_json(const struct redactor *r, json_t *j)
 		const char *key;
 		json_t *v;
 		/* Values first; keys are renamed after the walk so a new key is never revisited. */
-		json_object_foreach (j, key, v)
-			changed += redact_json(r, v);
+		json_object_foreach(j, key, v) changed += redact_json(r, v);
 		size_t n = json_object_size(j), k = 0;
 		char **old = calloc(n ? n : 1, sizeof(char *));
 		if (!old)
 			return changed;
-		json_object_foreach (j, key, v)
-			if (redact_would_change(r, key))
-				old[k++] = strdup(key);
+		json_object_foreach(j, key, v) if (redact_would_change(r, key)) old[k++] =
+		    strdup(key);
 		for (size_t i = 0; i < k; i++) {
 			if (!old[i])
 				continue;

@@ -7,9 +7,8 @@
  */
 #pragma once
 
-#include <stddef.h>
-
 #include <jansson.h>
+#include <stddef.h>
 
 #define REDACTED "[REDACTED]"
 

@@ -1,3 +1,5 @@
+#include "event/sink.h"
+
 #include <sys/uio.h>
 
 #include <errno.h>
@@ -8,7 +10,6 @@
 #include "base/fd.h"
 #include "base/log.h"
 #include "base/macro.h"
-#include "event/sink.h"
 
 enum sink_kind {
 	SINK_FILE,
@@ -25,8 +26,8 @@ struct sink {
 int
 sink_jsonl_open(const char *path, struct sink **ret)
 {
-	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY,
-	    0600);
+	int fd =
+	    open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600);
 	if (fd < 0)
 		return -errno;
 	struct sink *s = calloc(1, sizeof(*s));

@@ -11,14 +11,13 @@
  */
 #pragma once
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 
-#include <jansson.h>
-
 #include "event/redact.h"
 
-#define EVENT_MAX_BYTES (1024 * 1024)
+#define EVENT_MAX_BYTES     (1024 * 1024)
 #define EVENT_BUS_MAX_SINKS 4
 
 struct sink;

@@ -1,3 +1,5 @@
+#include "loop/loop.h"
+
 #include <sys/epoll.h>
 #include <sys/timerfd.h>
 
@@ -8,7 +10,6 @@
 #include <unistd.h>
 
 #include "base/macro.h"
-#include "loop/loop.h"
 
 enum source_kind {
 	SOURCE_IO,
@@ -125,7 +126,10 @@ loop_add_io(struct loop *l, int fd, uint32_t events, loop_io_fn fn, void *userda
 	struct loop_source *s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
-	*s = (struct loop_source){.loop = l, .kind = SOURCE_IO, .fd = fd, .fn = fn,
+	*s = (struct loop_source){.loop = l,
+	    .kind = SOURCE_IO,
+	    .fd = fd,
+	    .fn = fn,
 	    .userdata = userdata};
 	struct epoll_event ev = {.events = events, .data.ptr = s};
 	if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
@@ -241,8 +245,11 @@ loop_add_timer(struct loop *l, uint64_t deadline_us, loop_timer_fn fn, void *use
 	struct loop_timer *t = calloc(1, sizeof(*t));
 	if (!t)
 		return -ENOMEM;
-	*t = (struct loop_timer){.loop = l, .deadline_us = deadline_us ? deadline_us : 1,
-	    .heap_index = l->n_heap, .fn = fn, .userdata = userdata};
+	*t = (struct loop_timer){.loop = l,
+	    .deadline_us = deadline_us ? deadline_us : 1,
+	    .heap_index = l->n_heap,
+	    .fn = fn,
+	    .userdata = userdata};
 	l->heap[l->n_heap++] = t;
 	heap_up(l, t->heap_index);
 	rearm(l);

@@ -12,10 +12,10 @@
  */
 #pragma once
 
+#include <sys/signalfd.h>
+
 #include <stdbool.h>
 #include <stdint.h>
-
-#include <sys/signalfd.h>
 
 struct loop;
 struct loop_source;

@@ -1,3 +1,5 @@
+#include "secret/broker.h"
+
 #include <sys/mman.h>
 #include <sys/stat.h>
 
@@ -8,7 +10,6 @@
 #include <string.h>
 
 #include "base/macro.h"
-#include "secret/broker.h"
 
 static int
 load_file(const char *ref, const char *var, char *err, size_t err_size, struct secret *out)
@@ -65,8 +66,9 @@ load_file(const char *ref, const char *var, char *err, size_t err_size, struct s
 		if (len > SECRET_MAX_BYTES) {
 			explicit_bzero(buf, len);
 			free(buf);
-			snprintf(err, err_size, "secret '%s': the file named by %s is larger than %d bytes",
-			    ref, var, SECRET_MAX_BYTES);
+			snprintf(err, err_size,
+			    "secret '%s': the file named by %s is larger than %d bytes", ref, var,
+			    SECRET_MAX_BYTES);
 			return -EFBIG;
 		}
 	}
@@ -106,8 +108,8 @@ secret_resolve(const struct spec_strv *refs, char *err, size_t err_size, struct 
 			return -ENOENT;
 		}
 		if (strcmp(broker, "file") != 0) {
-			snprintf(err, err_size, "CELLOS_BROKER: unknown broker '%.64s' (known: file)",
-			    broker);
+			snprintf(err, err_size,
+			    "CELLOS_BROKER: unknown broker '%.64s' (known: file)", broker);
 			secret_set_free(s);
 			return -EINVAL;
 		}

@@ -1,12 +1,14 @@
+#include "spec/spec.h"
+
+#include <sys/types.h>
+
 #include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/types.h>
 
 #include "base/macro.h"
-#include "spec/spec.h"
 
 struct vctx {
 	struct spec_errors *errs;
@@ -14,8 +16,7 @@ struct vctx {
 	bool oom;
 };
 
-static void _printf_(3, 4)
-verr(struct vctx *c, const char *path, const char *fmt, ...)
+static void _printf_(3, 4) verr(struct vctx *c, const char *path, const char *fmt, ...)
 {
 	struct spec_errors *errs = c->errs;
 	va_list ap;
@@ -68,7 +69,8 @@ check_fields(struct vctx *c, json_t *obj, const char *path, const char *const *a
 	const char *key;
 	json_t *v;
 
-	json_object_foreach (obj, key, v) {
+	json_object_foreach(obj, key, v)
+	{
 		bool ok = false;
 		for (size_t i = 0; allowed[i]; i++)
 			if (strcmp(key, allowed[i]) == 0) {
@@ -281,8 +283,8 @@ static const char *
 check_ref(const char *s)
 {
 	return ref_is_valid(s) ? NULL
-			       : "must be 1-128 characters of [A-Za-z0-9._-], not starting with "
-				 "'.' or '-'";
+	                       : "must be 1-128 characters of [A-Za-z0-9._-], not starting with "
+	                         "'.' or '-'";
 }
 
 static void
@@ -294,9 +296,9 @@ parse_filesystem(struct vctx *c, json_t *fs, const char *path)
 		const char *key;
 		struct spec_strv *dst;
 	} lists[] = {
-		{"readOnly", &s->fs_read_only},
-		{"readWrite", &s->fs_read_write},
-		{"tmpfs", &s->fs_tmpfs},
+	    {"readOnly", &s->fs_read_only},
+	    {"readWrite", &s->fs_read_write},
+	    {"tmpfs", &s->fs_tmpfs},
 	};
 
 	check_fields(c, fs, path, fields);
@@ -354,8 +356,8 @@ parse_egress(struct vctx *c, json_t *v, const char *path)
 	static const char *const fields[] = {"host", "port", "protocol", NULL};
 	struct cell_spec *s = c->spec;
 
-	ssize_t n = alloc_object_list(c, v, path, sizeof(*s->egress_rules),
-	    (void **)&s->egress_rules);
+	ssize_t n =
+	    alloc_object_list(c, v, path, sizeof(*s->egress_rules), (void **)&s->egress_rules);
 	for (ssize_t i = 0; i < n; i++) {
 		char p[256], q[256];
 		json_t *r = list_object(c, v, (size_t)i, path, p, sizeof(p));
@@ -394,8 +396,8 @@ parse_egress(struct vctx *c, json_t *v, const char *path)
 static void
 parse_authority(struct vctx *c, json_t *a, const char *path)
 {
-	static const char *const fields[] = {
-	    "secretRefs", "egressRules", "network", "filesystem", NULL};
+	static const char *const fields[] = {"secretRefs", "egressRules", "network", "filesystem",
+	    NULL};
 	struct cell_spec *s = c->spec;
 	char p[256];
 	json_t *v;
@@ -420,7 +422,8 @@ parse_authority(struct vctx *c, json_t *a, const char *path)
 				if (strcmp(a1, a2) == 0 &&
 				    strcmp(json_string_value(si), json_string_value(sj)) != 0) {
 					subpath_index(q, sizeof(q), p, i);
-					verr(c, q, "maps to the same variable %s as %s[%zu]", a1, p, j);
+					verr(c, q, "maps to the same variable %s as %s[%zu]", a1, p,
+					    j);
 					break;
 				}
 			}
@@ -470,7 +473,8 @@ parse_env(struct vctx *c, json_t *v, const char *path)
 		c->oom = true;
 		return;
 	}
-	json_object_foreach (v, key, val) {
+	json_object_foreach(v, key, val)
+	{
 		char k[80], p[256];
 		sanitize_key(key, k, sizeof(k));
 		subpath(p, sizeof(p), path, k);
@@ -491,18 +495,18 @@ parse_env(struct vctx *c, json_t *v, const char *path)
 static void
 parse_limits(struct vctx *c, json_t *l, const char *path)
 {
-	static const char *const fields[] = {
-	    "memoryMaxBytes", "pidsMax", "cpuMillicores", "nofile", NULL};
+	static const char *const fields[] = {"memoryMaxBytes", "pidsMax", "cpuMillicores", "nofile",
+	    NULL};
 	struct cell_spec *s = c->spec;
 	struct {
 		const char *key;
 		uint64_t min, max;
 		uint64_t *dst;
 	} items[] = {
-		{"memoryMaxBytes", 1024 * 1024, 1ULL << 50, &s->memory_max_bytes},
-		{"pidsMax", 1, 4194304, &s->pids_max},
-		{"cpuMillicores", 1, 1024 * 1000, &s->cpu_millicores},
-		{"nofile", 3, 1048576, &s->nofile},
+	    {"memoryMaxBytes", 1024 * 1024, 1ULL << 50, &s->memory_max_bytes},
+	    {"pidsMax", 1, 4194304, &s->pids_max},
+	    {"cpuMillicores", 1, 1024 * 1000, &s->cpu_millicores},
+	    {"nofile", 3, 1048576, &s->nofile},
 	};
 
 	check_fields(c, l, path, fields);
@@ -577,8 +581,8 @@ parse_run(struct vctx *c, json_t *r, const char *path)
 			for (size_t i = 0; i < n; i++) {
 				char q[256];
 				subpath_index(q, sizeof(q), p, i);
-				const char *a = get_string(c, json_array_get(v, i), q, SPEC_MAX_STRING,
-				    i > 0);
+				const char *a =
+				    get_string(c, json_array_get(v, i), q, SPEC_MAX_STRING, i > 0);
 				if (!a)
 					continue;
 				s->argv.v[s->argv.n] = dup_or_oom(c, a);
@@ -662,7 +666,8 @@ parse_export(struct vctx *c, json_t *e, const char *path)
 			verr(c, f, "%s", problem);
 		else if (name) {
 			for (size_t j = 0; j + 1 < s->n_artifacts; j++)
-				if (s->artifacts[j].name && strcmp(s->artifacts[j].name, name) == 0) {
+				if (s->artifacts[j].name &&
+				    strcmp(s->artifacts[j].name, name) == 0) {
 					verr(c, f, "duplicate artifact name");
 					name = NULL;
 					break;
@@ -686,13 +691,14 @@ parse_export(struct vctx *c, json_t *e, const char *path)
 static void
 parse_correlation(struct vctx *c, json_t *o, const char *path)
 {
-	static const char *const fields[] = {
-	    "platform", "externalRunId", "externalJobId", "tenantId", "labels", NULL};
+	static const char *const fields[] = {"platform", "externalRunId", "externalJobId",
+	    "tenantId", "labels", NULL};
 	const char *key;
 	json_t *v;
 
 	check_fields(c, o, path, fields);
-	json_object_foreach (o, key, v) {
+	json_object_foreach(o, key, v)
+	{
 		char p[256], k[80];
 		bool known = false;
 		for (size_t i = 0; fields[i]; i++)
@@ -709,7 +715,8 @@ parse_correlation(struct vctx *c, json_t *o, const char *path)
 	if (labels) {
 		if (json_object_size(labels) > SPEC_MAX_LIST)
 			verr(c, p, "must have at most %d entries", SPEC_MAX_LIST);
-		json_object_foreach (labels, key, v) {
+		json_object_foreach(labels, key, v)
+		{
 			char q[256], k[80];
 			sanitize_key(key, k, sizeof(k));
 			subpath(q, sizeof(q), p, k);
@@ -726,8 +733,8 @@ parse_correlation(struct vctx *c, json_t *o, const char *path)
 static void
 parse_spec(struct vctx *c, json_t *sp)
 {
-	static const char *const fields[] = {
-	    "id", "authority", "lifetime", "run", "export", "correlation", NULL};
+	static const char *const fields[] = {"id", "authority", "lifetime", "run", "export",
+	    "correlation", NULL};
 	struct cell_spec *s = c->spec;
 	json_t *v;
 
@@ -740,7 +747,8 @@ parse_spec(struct vctx *c, json_t *sp)
 		const char *id = get_string(c, v, "spec.id", 1024, true);
 		if (id && !spec_id_is_valid(id))
 			verr(c, "spec.id",
-			    "must be 1-64 characters of [A-Za-z0-9._-], not starting with '.' or '-'");
+			    "must be 1-64 characters of [A-Za-z0-9._-], not starting with '.' or "
+			    "'-'");
 		else if (id)
 			s->id = dup_or_oom(c, id);
 	}
@@ -753,7 +761,8 @@ parse_spec(struct vctx *c, json_t *sp)
 		if (!t)
 			verr(c, "spec.lifetime.ttlSeconds", "required field is missing");
 		else
-			get_uint(c, t, "spec.lifetime.ttlSeconds", 1, SPEC_MAX_TTL_S, &s->ttl_seconds);
+			get_uint(c, t, "spec.lifetime.ttlSeconds", 1, SPEC_MAX_TTL_S,
+			    &s->ttl_seconds);
 	}
 	if ((v = get_object(c, sp, "run", "spec.run", true)))
 		parse_run(c, v, "spec.run");
@@ -788,7 +797,8 @@ prescan(const char *buf, size_t len, struct spec_errors *errs)
 			struct spec_error *e = &errs->e[errs->n++];
 			snprintf(e->path, sizeof(e->path), "spec");
 			snprintf(e->message, sizeof(e->message),
-			    "invalid JSON at line %zu, column %zu: NUL byte in document", line, col);
+			    "invalid JSON at line %zu, column %zu: NUL byte in document", line,
+			    col);
 			return false;
 		}
 		if (ch == '\n') {
@@ -810,8 +820,8 @@ prescan(const char *buf, size_t len, struct spec_errors *errs)
 				struct spec_error *e = &errs->e[errs->n++];
 				snprintf(e->path, sizeof(e->path), "spec");
 				snprintf(e->message, sizeof(e->message),
-				    "invalid JSON at line %zu, column %zu: nesting deeper than %d", line,
-				    col, SPEC_MAX_DEPTH);
+				    "invalid JSON at line %zu, column %zu: nesting deeper than %d",
+				    line, col, SPEC_MAX_DEPTH);
 				return false;
 			}
 		} else if ((ch == ']' || ch == '}') && depth > 0)
@@ -838,7 +848,8 @@ spec_parse(const char *buf, size_t len, struct cell_spec **ret_spec, struct spec
 	if (!prescan(buf, len, errs))
 		return -EINVAL;
 
-	root = json_loadb(buf, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
+	root =
+	    json_loadb(buf, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
 	if (!root) {
 		struct spec_error *e = &errs->e[errs->n++];
 		snprintf(e->path, sizeof(e->path), "spec");
@@ -938,10 +949,10 @@ const char *
 spec_network_to_string(enum spec_network n)
 {
 	static const char *const names[_SPEC_NETWORK_MAX] = {
-		[SPEC_NETWORK_UNSET] = "none",
-		[SPEC_NETWORK_NONE] = "none",
-		[SPEC_NETWORK_LOOPBACK] = "loopback",
-		[SPEC_NETWORK_HOST] = "host",
+	    [SPEC_NETWORK_UNSET] = "none",
+	    [SPEC_NETWORK_NONE] = "none",
+	    [SPEC_NETWORK_LOOPBACK] = "loopback",
+	    [SPEC_NETWORK_HOST] = "host",
 	};
 	return n < _SPEC_NETWORK_MAX ? names[n] : "?";
 }
@@ -971,7 +982,8 @@ spec_to_json(const struct cell_spec *s)
 		json_t *r = json_pack("{s:s, s:I}", "host", s->egress_rules[i].host, "port",
 		    (json_int_t)s->egress_rules[i].port);
 		if (r && s->egress_rules[i].protocol)
-			json_object_set_new(r, "protocol", json_string(s->egress_rules[i].protocol));
+			json_object_set_new(r, "protocol",
+			    json_string(s->egress_rules[i].protocol));
 		json_array_append_new(egress, r);
 	}
 	json_object_set_new(authority, "egressRules", egress);
@@ -981,8 +993,8 @@ spec_to_json(const struct cell_spec *s)
 	if (s->has_filesystem)
 		json_object_set_new(authority, "filesystem",
 		    json_pack("{s:o, s:o, s:o}", "readOnly", strv_to_json(&s->fs_read_only),
-			"readWrite", strv_to_json(&s->fs_read_write), "tmpfs",
-			strv_to_json(&s->fs_tmpfs)));
+		        "readWrite", strv_to_json(&s->fs_read_write), "tmpfs",
+		        strv_to_json(&s->fs_tmpfs)));
 
 	json_t *run = json_object();
 	json_object_set_new(run, "argv", strv_to_json(&s->argv));
@@ -1027,8 +1039,9 @@ spec_to_json(const struct cell_spec *s)
 	if (s->n_artifacts) {
 		json_t *arts = json_array();
 		for (size_t i = 0; i < s->n_artifacts; i++)
-			json_array_append_new(arts, json_pack("{s:s, s:s}", "name",
-							s->artifacts[i].name, "path", s->artifacts[i].path));
+			json_array_append_new(arts,
+			    json_pack("{s:s, s:s}", "name", s->artifacts[i].name, "path",
+			        s->artifacts[i].path));
 		json_object_set_new(spec, "export", json_pack("{s:o}", "artifacts", arts));
 	}
 	if (s->correlation)

@@ -10,22 +10,21 @@
  */
 #pragma once
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include <jansson.h>
-
 /* Limits on the document itself (DESIGN.md §3). */
-#define SPEC_MAX_BYTES     (1024 * 1024)
-#define SPEC_MAX_DEPTH     64
-#define SPEC_MAX_ARGV      4096
-#define SPEC_MAX_ENV       4096
-#define SPEC_MAX_LIST      256 /* secretRefs, egressRules, mounts, artifacts, labels */
-#define SPEC_MAX_STRING    (64 * 1024) /* one argv/env string; execve allows 128 KiB */
-#define SPEC_MAX_PATH      4095
-#define SPEC_MAX_ID        64
-#define SPEC_MAX_ERRORS    64
+#define SPEC_MAX_BYTES      (1024 * 1024)
+#define SPEC_MAX_DEPTH      64
+#define SPEC_MAX_ARGV       4096
+#define SPEC_MAX_ENV        4096
+#define SPEC_MAX_LIST       256         /* secretRefs, egressRules, mounts, artifacts, labels */
+#define SPEC_MAX_STRING     (64 * 1024) /* one argv/env string; execve allows 128 KiB */
+#define SPEC_MAX_PATH       4095
+#define SPEC_MAX_ID         64
+#define SPEC_MAX_ERRORS     64
 #define SPEC_MAX_TIMEOUT_MS (7ULL * 24 * 3600 * 1000) /* one week */
 #define SPEC_MAX_TTL_S      (7ULL * 24 * 3600)
 
@@ -108,7 +107,7 @@ struct cell_spec {
 };
 
 struct spec_error {
-	char path[256];  /* "spec.run.argv[0]" or "spec" for document-level errors */
+	char path[256]; /* "spec.run.argv[0]" or "spec" for document-level errors */
 	char message[256];
 };
 

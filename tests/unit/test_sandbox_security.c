@@ -58,7 +58,7 @@
 	do {                                                                                       \
 		if (!(cond)) {                                                                     \
 			fprintf(stderr, "%s:%d: check failed: %s (errno %d: %s)\n", __FILE__,      \
-			        __LINE__, #cond, errno, strerror(errno));                          \
+			    __LINE__, #cond, errno, strerror(errno));                              \
 			return 1;                                                                  \
 		}                                                                                  \
 	} while (0)
@@ -71,9 +71,8 @@
 		int _e = errno;                                                                    \
 		if (_r != -1 || _e != (want)) {                                                    \
 			fprintf(stderr,                                                            \
-			        "%s:%d: %s: got %ld errno %d (%s), want -1 errno %d (%s)\n",      \
-			        __FILE__, __LINE__, #call, _r, _e, strerror(_e), (want),           \
-			        strerror(want));                                                   \
+			    "%s:%d: %s: got %ld errno %d (%s), want -1 errno %d (%s)\n", __FILE__, \
+			    __LINE__, #call, _r, _e, strerror(_e), (want), strerror(want));        \
 			return 1;                                                                  \
 		}                                                                                  \
 	} while (0)
@@ -84,7 +83,7 @@
 		long _r = (long)(call);                                                            \
 		if (_r < 0) {                                                                      \
 			fprintf(stderr, "%s:%d: %s: got %ld errno %d (%s), want success\n",        \
-			        __FILE__, __LINE__, #call, _r, errno, strerror(errno));            \
+			    __FILE__, __LINE__, #call, _r, errno, strerror(errno));                \
 			return 1;                                                                  \
 		}                                                                                  \
 	} while (0)
@@ -249,7 +248,7 @@ child_seccomp_denies(void *arg)
 	CHECK_ERRNO(syscall(SYS_fsmount, -1, 0, 0), EPERM);
 #ifdef __x86_64__
 	CHECK_ERRNO(syscall(467 /* open_tree_attr */, AT_FDCWD, "/nonexistent-sb-test", 0, NULL, 0),
-	            EPERM);
+	    EPERM);
 #endif
 
 	/* Namespaces. */
@@ -599,11 +598,11 @@ child_caps_drop(void *arg)
 
 	int bits = prctl(PR_GET_SECUREBITS, 0, 0, 0, 0);
 	int want = SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_NO_SETUID_FIXUP |
-	           SECBIT_NO_SETUID_FIXUP_LOCKED | SECBIT_KEEP_CAPS_LOCKED |
-	           SECBIT_NO_CAP_AMBIENT_RAISE | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED;
+	    SECBIT_NO_SETUID_FIXUP_LOCKED | SECBIT_KEEP_CAPS_LOCKED | SECBIT_NO_CAP_AMBIENT_RAISE |
+	    SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED;
 	if ((bits & want) != want || (bits & SECBIT_KEEP_CAPS)) {
 		fprintf(stderr, "securebits: got %#x, want %#x set and KEEP_CAPS clear\n", bits,
-		        want);
+		    want);
 		return 1;
 	}
 	/* Locked: cannot be cleared again. */
@@ -718,8 +717,8 @@ setup_landlock(void **state)
 	snprintf(fx->abstract_name, sizeof(fx->abstract_name), "sb-landlock-%d", (int)getpid());
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	memcpy(sa.sun_path + 1, fx->abstract_name, strlen(fx->abstract_name));
-	socklen_t salen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 +
-	                              strlen(fx->abstract_name));
+	socklen_t salen =
+	    (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + strlen(fx->abstract_name));
 	if (fx->listen_fd < 0 || bind(fx->listen_fd, (struct sockaddr *)&sa, salen) < 0 ||
 	    listen(fx->listen_fd, 4) < 0)
 		return -1;
@@ -820,7 +819,7 @@ child_landlock(void *arg)
 		struct sockaddr_un sa = {.sun_family = AF_UNIX};
 		memcpy(sa.sun_path + 1, fx->abstract_name, strlen(fx->abstract_name));
 		socklen_t salen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 +
-		                              strlen(fx->abstract_name));
+		    strlen(fx->abstract_name));
 		CHECK_ERRNO(connect(s, (struct sockaddr *)&sa, salen), EPERM);
 		close(s);
 	}
@@ -893,8 +892,8 @@ child_landlock_detached_tree(void *arg)
 
 	int mp_fd = open(mp, O_PATH | O_CLOEXEC);
 	CHECK(mp_fd >= 0);
-	int tree = (int)syscall(SYS_open_tree, AT_FDCWD, fx->ro,
-	                        OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+	int tree =
+	    (int)syscall(SYS_open_tree, AT_FDCWD, fx->ro, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
 	CHECK(tree >= 0);
 	char tree_path[32], mp_path[32];
 	snprintf(tree_path, sizeof(tree_path), "/proc/self/fd/%d", tree);
@@ -946,40 +945,41 @@ int
 main(void)
 {
 	if (geteuid() != 0) {
-		fprintf(stderr, "test_sandbox_security: needs root (capabilities, namespaces): "
-		                "skipping\n");
+		fprintf(stderr,
+		    "test_sandbox_security: needs root (capabilities, namespaces): "
+		    "skipping\n");
 		return EXIT_SKIP;
 	}
 
 	const struct CMUnitTest seccomp_tests[] = {
-		cmocka_unit_test(test_seccomp_denies),
-		cmocka_unit_test(test_seccomp_allows_ordinary_syscalls),
+	    cmocka_unit_test(test_seccomp_denies),
+	    cmocka_unit_test(test_seccomp_allows_ordinary_syscalls),
 #ifdef __x86_64__
-		cmocka_unit_test(test_seccomp_kills_i386_abi),
-		cmocka_unit_test(test_seccomp_kills_x32_abi),
+	    cmocka_unit_test(test_seccomp_kills_i386_abi),
+	    cmocka_unit_test(test_seccomp_kills_x32_abi),
 #endif
-		cmocka_unit_test(test_seccomp_unaudited_numbers),
-		cmocka_unit_test(test_seccomp_install_rejects_empty),
-		cmocka_unit_test(test_seccomp_vsock_fanotify),
-		cmocka_unit_test(test_seccomp_suid_sgid),
+	    cmocka_unit_test(test_seccomp_unaudited_numbers),
+	    cmocka_unit_test(test_seccomp_install_rejects_empty),
+	    cmocka_unit_test(test_seccomp_vsock_fanotify),
+	    cmocka_unit_test(test_seccomp_suid_sgid),
 	};
 	const struct CMUnitTest caps_tests[] = {
-		cmocka_unit_test(test_caps_drop_all),
-		cmocka_unit_test(test_caps_drop_with_setuid),
-		cmocka_unit_test(test_caps_zero_after_exec),
+	    cmocka_unit_test(test_caps_drop_all),
+	    cmocka_unit_test(test_caps_drop_with_setuid),
+	    cmocka_unit_test(test_caps_zero_after_exec),
 	};
 	const struct CMUnitTest landlock_tests[] = {
-		cmocka_unit_test(test_landlock_ro_rw),
-		cmocka_unit_test(test_landlock_add_rules),
-		cmocka_unit_test(test_landlock_detached_tree),
-		cmocka_unit_test(test_landlock_limits),
+	    cmocka_unit_test(test_landlock_ro_rw),
+	    cmocka_unit_test(test_landlock_add_rules),
+	    cmocka_unit_test(test_landlock_detached_tree),
+	    cmocka_unit_test(test_landlock_limits),
 	};
 
 	int failed = 0;
-	failed += cmocka_run_group_tests_name("seccomp", seccomp_tests, setup_filter,
-	                                      teardown_filter);
+	failed +=
+	    cmocka_run_group_tests_name("seccomp", seccomp_tests, setup_filter, teardown_filter);
 	failed += cmocka_run_group_tests_name("caps", caps_tests, NULL, NULL);
 	failed += cmocka_run_group_tests_name("landlock", landlock_tests, setup_landlock,
-	                                      teardown_landlock);
+	    teardown_landlock);
 	return failed ? 1 : 0;
 }

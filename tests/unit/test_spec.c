@@ -1055,14 +1055,18 @@ test_secret_refs(void **state)
 	expect_min_with("spec.authority.secretRefs", "[\"a\", \"b\", \"a\"]",
 	    "spec.authority.secretRefs[2]: duplicate entry");
 	expect_min_with("spec.authority.secretRefs", "[\"a b\"]",
-	    "spec.authority.secretRefs[0]: must be 1-128 characters of [A-Za-z0-9._-], not starting with '.' or '-'");
+	    "spec.authority.secretRefs[0]: must be 1-128 characters of [A-Za-z0-9._-], not "
+	    "starting with '.' or '-'");
 	expect_min_with("spec.authority.secretRefs", "[\"a/b\"]",
-	    "spec.authority.secretRefs[0]: must be 1-128 characters of [A-Za-z0-9._-], not starting with '.' or '-'");
+	    "spec.authority.secretRefs[0]: must be 1-128 characters of [A-Za-z0-9._-], not "
+	    "starting with '.' or '-'");
 	expect_min_with("spec.authority.secretRefs", "[\".x\"]",
-	    "spec.authority.secretRefs[0]: must be 1-128 characters of [A-Za-z0-9._-], not starting "
+	    "spec.authority.secretRefs[0]: must be 1-128 characters of [A-Za-z0-9._-], not "
+	    "starting "
 	    "with '.' or '-'");
 	expect_min_with("spec.authority.secretRefs", "[\"1password\"]",
-	    "spec.authority.secretRefs: '1password' starts with a digit and cannot name a variable; "
+	    "spec.authority.secretRefs: '1password' starts with a digit and cannot name a "
+	    "variable; "
 	    "use spec.run.secretDelivery \"file\"");
 	expect_min_with("spec.authority.secretRefs", "[\"\"]",
 	    "spec.authority.secretRefs[0]: must not be empty");
@@ -1091,7 +1095,8 @@ test_secret_refs_same_variable(void **state)
 	    "spec.authority.secretRefs[0]");
 	/* the paths are the document's indexes, also when an earlier entry was rejected */
 	expect_min_with("spec.authority.secretRefs", "[\"x y\", \"db-password\", \"db.password\"]",
-	    "spec.authority.secretRefs[0]: must be 1-128 characters of [A-Za-z0-9._-], not starting with '.' or '-'",
+	    "spec.authority.secretRefs[0]: must be 1-128 characters of [A-Za-z0-9._-], not "
+	    "starting with '.' or '-'",
 	    "spec.authority.secretRefs[2]: maps to the same variable DB_PASSWORD as "
 	    "spec.authority.secretRefs[1]");
 }

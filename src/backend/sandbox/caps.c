@@ -2,6 +2,8 @@
  * caps.c - see caps.h. Everything here runs between fork and execve: raw syscalls only,
  * no allocation, no stdio, no libcap.
  */
+#include "backend/sandbox/caps.h"
+
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 
@@ -10,8 +12,6 @@
 
 #include <errno.h>
 #include <unistd.h>
-
-#include "backend/sandbox/caps.h"
 
 /*
  * NOROOT: an exec by uid 0 (or of a setuid-root file) does not fill the permitted set.
@@ -23,8 +23,8 @@
  */
 #define SB_SECUREBITS                                                                              \
 	(SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_NO_SETUID_FIXUP |                           \
-	 SECBIT_NO_SETUID_FIXUP_LOCKED | SECBIT_KEEP_CAPS_LOCKED |                                 \
-	 SECBIT_NO_CAP_AMBIENT_RAISE | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED)
+	    SECBIT_NO_SETUID_FIXUP_LOCKED | SECBIT_KEEP_CAPS_LOCKED |                              \
+	    SECBIT_NO_CAP_AMBIENT_RAISE | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED)
 
 /* capset(2) v3 carries two 32-bit words per set, so no capability number reaches 64. */
 #define SB_CAP_LIMIT 64
@@ -93,8 +93,8 @@ sb_caps_drop_all(void)
 		return r;
 
 	struct __user_cap_header_struct hdr = {
-		.version = _LINUX_CAPABILITY_VERSION_3,
-		.pid = 0,
+	    .version = _LINUX_CAPABILITY_VERSION_3,
+	    .pid = 0,
 	};
 	struct __user_cap_data_struct data[2] = {0};
 	if (syscall(SYS_capset, &hdr, data) < 0)

@@ -1,3 +1,5 @@
+#include "backend/sandbox/child.h"
+
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -5,6 +7,9 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+
+#include <linux/filter.h>
+#include <linux/openat2.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -17,11 +22,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <linux/filter.h>
-#include <linux/openat2.h>
-
 #include "backend/sandbox/caps.h"
-#include "backend/sandbox/child.h"
 #include "backend/sandbox/landlock.h"
 #include "backend/sandbox/seccomp.h"
 #include "backend/sandbox/view.h"
@@ -68,7 +69,9 @@ receive_go(int sync_fd, struct sb_child_go *ret_go, struct sb_filter *ret_filter
 		struct cmsghdr align;
 	} u;
 	struct iovec iov[2] = {{&go, sizeof(go)}, {filter_buf, sizeof(filter_buf)}};
-	struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 2, .msg_control = u.buf,
+	struct msghdr mh = {.msg_iov = iov,
+	    .msg_iovlen = 2,
+	    .msg_control = u.buf,
 	    .msg_controllen = sizeof(u.buf)};
 	ssize_t n;
 
@@ -109,7 +112,9 @@ send_mntns(int sync_fd)
 	copy_step(rep.step, sizeof(rep.step), "mntns");
 	memset(&u, 0, sizeof(u));
 	struct iovec iov = {&rep, sizeof(rep)};
-	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+	struct msghdr mh = {.msg_iov = &iov,
+	    .msg_iovlen = 1,
+	    .msg_control = u.buf,
 	    .msg_controllen = sizeof(u.buf)};
 	struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
 	cm->cmsg_level = SOL_SOCKET;
@@ -230,8 +235,8 @@ static int
 open_cwd(const char *cwd)
 {
 	struct open_how how = {
-		.flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
-		.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+	    .flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
+	    .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
 	};
 
 	if (!cwd)
@@ -263,19 +268,19 @@ static const struct {
 	const char *value;
 	bool after_view; /* written once the view is attached: fsmount() counts a namespace */
 } user_ns_limits[] = {
-	{"max_inotify_instances", SB_CHILD_MAX_INOTIFY_INSTANCES, false},
-	{"max_inotify_watches", SB_CHILD_MAX_INOTIFY_WATCHES, false},
-	{"max_fanotify_groups", "0", false},
-	{"max_fanotify_marks", "0", false},
-	/* Defence in depth behind seccomp's CLONE_NEW* rules: no namespace of any kind. */
-	{"max_user_namespaces", "0", false},
-	{"max_pid_namespaces", "0", false},
-	{"max_net_namespaces", "0", false},
-	{"max_ipc_namespaces", "0", false},
-	{"max_uts_namespaces", "0", false},
-	{"max_cgroup_namespaces", "0", false},
-	{"max_time_namespaces", "0", false},
-	{"max_mnt_namespaces", "0", true},
+    {"max_inotify_instances", SB_CHILD_MAX_INOTIFY_INSTANCES, false},
+    {"max_inotify_watches", SB_CHILD_MAX_INOTIFY_WATCHES, false},
+    {"max_fanotify_groups", "0", false},
+    {"max_fanotify_marks", "0", false},
+    /* Defence in depth behind seccomp's CLONE_NEW* rules: no namespace of any kind. */
+    {"max_user_namespaces", "0", false},
+    {"max_pid_namespaces", "0", false},
+    {"max_net_namespaces", "0", false},
+    {"max_ipc_namespaces", "0", false},
+    {"max_uts_namespaces", "0", false},
+    {"max_cgroup_namespaces", "0", false},
+    {"max_time_namespaces", "0", false},
+    {"max_mnt_namespaces", "0", true},
 };
 
 /*
@@ -580,8 +585,11 @@ sb_child_main(const struct sb_child_config *c)
 	 * must not change anything that belongs to the memory (PR_SET_DUMPABLE stays 0 for
 	 * init: a dumpable init could be read and written through /proc/1/mem).
 	 */
-	struct workload_args wa = {.c = c, .sync_fd = sync_fd, .landlock_fd = landlock_fd,
-	    .cwd_fd = cwd_fd, .sig_not_default = go.sig_not_default};
+	struct workload_args wa = {.c = c,
+	    .sync_fd = sync_fd,
+	    .landlock_fd = landlock_fd,
+	    .cwd_fd = cwd_fd,
+	    .sig_not_default = go.sig_not_default};
 	pid_t pid = clone(workload_entry, workload_stack + sizeof(workload_stack),
 	    CLONE_VM | CLONE_VFORK | SIGCHLD, &wa);
 	if (pid < 0)

@@ -37,10 +37,11 @@
  */
 #pragma once
 
+#include <sys/types.h>
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <sys/types.h>
 
 #include "base/macro.h"
 
@@ -54,9 +55,9 @@ struct sb_view;
  * landlock ruleset fd as SCM_RIGHTS when has_landlock is set.
  */
 struct sb_child_go {
-	uint32_t n_insns;      /* 0: no seccomp filter */
+	uint32_t n_insns; /* 0: no seccomp filter */
 	uint32_t has_landlock;
-	uint32_t n_assembled;  /* leading view plan entries already in place (sb_view_assemble()) */
+	uint32_t n_assembled; /* leading view plan entries already in place (sb_view_assemble()) */
 	uint32_t reserved;
 	/* Bit s-1 set: signal s had a disposition other than SIG_DFL in the runner at the
 	 * clone (the cell inherited it); the workload resets exactly these before execve. */
@@ -64,8 +65,8 @@ struct sb_child_go {
 };
 
 struct sb_child_report {
-	int32_t error;  /* errno */
-	char step[28];  /* "exec", "chdir", "mount", ... */
+	int32_t error; /* errno */
+	char step[28]; /* "exec", "chdir", "mount", ... */
 };
 
 /* A piece of the runner's memory that init wipes in its own copy (see wipe_runner_secrets()). */
@@ -81,24 +82,25 @@ struct sb_child_wipe {
  * inotify instances or fanotify groups. Documented in docs/sandbox.md.
  */
 #define SB_CHILD_MAX_INOTIFY_INSTANCES "16"
-#define SB_CHILD_MAX_INOTIFY_WATCHES "8192"
+#define SB_CHILD_MAX_INOTIFY_WATCHES   "8192"
 
 struct sb_child_config {
 	const struct sb_view *view;
 	int sync_fd;   /* the cell's end of the runner's SOCK_SEQPACKET socketpair */
 	int status_fd; /* write end of the status pipe (init -> runner) */
-	int cgroup_fds[SB_CHILD_MAX_CGROUP_FDS]; /* v1 `tasks` / cgroup.procs: join by writing "0" */
+	int cgroup_fds[SB_CHILD_MAX_CGROUP_FDS]; /* v1 `tasks` / cgroup.procs: join by writing "0"
+	                                          */
 	size_t n_cgroup_fds;
 	unsigned long unshare_flags; /* CLONE_NEW* the setup creates itself (not CLONE_NEWUSER) */
-	uid_t uid;     /* the workload's ids inside the user namespace */
+	uid_t uid;                   /* the workload's ids inside the user namespace */
 	gid_t gid;
 	const char *hostname;
 	bool loopback_up;
-	uint64_t nofile;                 /* 0: inherited */
+	uint64_t nofile; /* 0: inherited */
 	bool send_mntns; /* send the cell's mount namespace fd (error 0 report) for exports */
 	const char *const *argv;
 	const char *const *envp;
-	const char *cwd;                 /* inside the cell; NULL = "/" */
+	const char *cwd; /* inside the cell; NULL = "/" */
 	int stdio[3];
 	/* Wiped (explicit_bzero) in init's copy of the runner's memory once the workload has
 	 * exec'd, with every envp string: the secret values the runner holds. */

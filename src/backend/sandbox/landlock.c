@@ -2,6 +2,8 @@
  * landlock.c - see landlock.h. Raw syscalls only (glibc 2.36 has no landlock wrappers), so
  * that the child can call any of this between fork and execve.
  */
+#include "backend/sandbox/landlock.h"
+
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -13,7 +15,6 @@
 #include <stdint.h>
 #include <unistd.h>
 
-#include "backend/sandbox/landlock.h"
 #include "base/macro.h"
 
 /* The build machine's headers (linux-libc-dev 6.1) stop at ABI 2. */
@@ -45,16 +46,18 @@ struct sb_ruleset_attr {
 
 #define ACCESS_FS_V1                                                                               \
 	(LANDLOCK_ACCESS_FS_EXECUTE | LANDLOCK_ACCESS_FS_WRITE_FILE |                              \
-	 LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_READ_DIR |                              \
-	 LANDLOCK_ACCESS_FS_REMOVE_DIR | LANDLOCK_ACCESS_FS_REMOVE_FILE |                          \
-	 LANDLOCK_ACCESS_FS_MAKE_CHAR | LANDLOCK_ACCESS_FS_MAKE_DIR |                              \
-	 LANDLOCK_ACCESS_FS_MAKE_REG | LANDLOCK_ACCESS_FS_MAKE_SOCK |                              \
-	 LANDLOCK_ACCESS_FS_MAKE_FIFO | LANDLOCK_ACCESS_FS_MAKE_BLOCK | LANDLOCK_ACCESS_FS_MAKE_SYM)
+	    LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_READ_DIR |                           \
+	    LANDLOCK_ACCESS_FS_REMOVE_DIR | LANDLOCK_ACCESS_FS_REMOVE_FILE |                       \
+	    LANDLOCK_ACCESS_FS_MAKE_CHAR | LANDLOCK_ACCESS_FS_MAKE_DIR |                           \
+	    LANDLOCK_ACCESS_FS_MAKE_REG | LANDLOCK_ACCESS_FS_MAKE_SOCK |                           \
+	    LANDLOCK_ACCESS_FS_MAKE_FIFO | LANDLOCK_ACCESS_FS_MAKE_BLOCK |                         \
+	    LANDLOCK_ACCESS_FS_MAKE_SYM)
 
 /* Rights that make sense on a non-directory; landlock_add_rule() rejects the others. */
 #define ACCESS_FILE                                                                                \
 	(LANDLOCK_ACCESS_FS_EXECUTE | LANDLOCK_ACCESS_FS_WRITE_FILE |                              \
-	 LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_TRUNCATE | LANDLOCK_ACCESS_FS_IOCTL_DEV)
+	    LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_TRUNCATE |                           \
+	    LANDLOCK_ACCESS_FS_IOCTL_DEV)
 
 #define ACCESS_READ                                                                                \
 	(LANDLOCK_ACCESS_FS_EXECUTE | LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_READ_DIR)
@@ -96,8 +99,8 @@ add_path(int ruleset_fd, const char *path, uint64_t access)
 		access &= ACCESS_FILE;
 
 	struct landlock_path_beneath_attr attr = {
-		.allowed_access = access,
-		.parent_fd = fd,
+	    .allowed_access = access,
+	    .parent_fd = fd,
 	};
 	if (syscall(SYS_landlock_add_rule, ruleset_fd, LANDLOCK_RULE_PATH_BENEATH, &attr, 0) < 0)
 		return -errno;

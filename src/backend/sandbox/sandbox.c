@@ -19,6 +19,8 @@
  * belong to that host user), except 0, which maps to SB_DEFAULT_HOST_ID too: a cell is
  * never the host's root. The user namespace maps that one uid and that one gid only.
  */
+#include "backend/sandbox/sandbox.h"
+
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
@@ -27,6 +29,9 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+
+#include <linux/nsfs.h>
+#include <linux/sched.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -39,14 +44,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <linux/nsfs.h>
-#include <linux/sched.h>
-
 #include "backend/backend.h"
 #include "backend/cgroup.h"
 #include "backend/sandbox/child.h"
 #include "backend/sandbox/landlock.h"
-#include "backend/sandbox/sandbox.h"
 #include "backend/sandbox/seccomp.h"
 #include "backend/sandbox/view.h"
 #include "base/fd.h"
@@ -73,7 +74,7 @@ struct backend_cell {
 	int join_v1[SB_CHILD_MAX_CGROUP_FDS]; /* v1 `tasks` files (owned) or cgroup.procs */
 	bool join_v1_owned[SB_CHILD_MAX_CGROUP_FDS];
 	size_t n_join_v1;
-	int join_v2; /* the v2 cgroup.procs (borrowed), for when CLONE_INTO_CGROUP is refused */
+	int join_v2;    /* the v2 cgroup.procs (borrowed), for when CLONE_INTO_CGROUP is refused */
 	int init_pidfd; /* our own reference to the cell's init */
 	int status_fd;  /* read end of the status pipe */
 	int mntns_fd;   /* with artifacts: keeps the cell's mount namespace (its view) alive */
@@ -88,15 +89,16 @@ sandbox_probe(struct backend_caps *ret)
 
 	cgroup_probe(&l);
 	*ret = (struct backend_caps){
-		.cgroup_v2 = l.v2,
-		.cgroup_limits = cgroup_can_limit_memory(&l) && cgroup_can_limit_pids(&l),
-		.cgroup_cpu = cgroup_can_limit_cpu(&l),
-		.landlock_abi = sb_landlock_abi(),
+	    .cgroup_v2 = l.v2,
+	    .cgroup_limits = cgroup_can_limit_memory(&l) && cgroup_can_limit_pids(&l),
+	    .cgroup_cpu = cgroup_can_limit_cpu(&l),
+	    .landlock_abi = sb_landlock_abi(),
 	};
 	/* Namespaces: user namespaces must be enabled and the mount API present. */
 	_cleanup_close_ int dir = open("/proc/sys/user", O_DIRECTORY | O_RDONLY | O_CLOEXEC);
-	ret->namespaces = dir >= 0 && fd_read_file_at(dir, "max_user_namespaces", buf,
-	    sizeof(buf)) > 0 && atoi(buf) > 0 && access("/proc/self/ns/user", F_OK) == 0;
+	ret->namespaces = dir >= 0 &&
+	    fd_read_file_at(dir, "max_user_namespaces", buf, sizeof(buf)) > 0 && atoi(buf) > 0 &&
+	    access("/proc/self/ns/user", F_OK) == 0;
 	if (ret->namespaces) {
 		int fs = fsopen("tmpfs", FSOPEN_CLOEXEC);
 		ret->namespaces = fs >= 0;
@@ -155,11 +157,11 @@ static int
 build_view(struct backend_cell *bc, char *err, size_t err_size)
 {
 	struct sb_view_config cfg = {
-		.spec = bc->spec,
-		.host_uid = bc->host_uid,
-		.host_gid = bc->host_gid,
-		.secret_values = (const char *const *)bc->secret_values,
-		.secret_lengths = bc->secret_lengths,
+	    .spec = bc->spec,
+	    .host_uid = bc->host_uid,
+	    .host_gid = bc->host_gid,
+	    .secret_values = (const char *const *)bc->secret_values,
+	    .secret_lengths = bc->secret_lengths,
 	};
 	return sb_view_build(&cfg, &bc->view, err, err_size);
 }
@@ -201,8 +203,12 @@ sandbox_prepare(const struct backend_prepare_args *a, struct backend_prepare_res
 	struct backend_cell *bc = calloc(1, sizeof(*bc));
 	if (!bc)
 		return -ENOMEM;
-	*bc = (struct backend_cell){.spec = s, .init_pidfd = -EBADF, .join_v2 = -EBADF,
-	    .status_fd = -EBADF, .mntns_fd = -EBADF, .view = {.root_fd = -EBADF}};
+	*bc = (struct backend_cell){.spec = s,
+	    .init_pidfd = -EBADF,
+	    .join_v2 = -EBADF,
+	    .status_fd = -EBADF,
+	    .mntns_fd = -EBADF,
+	    .view = {.root_fd = -EBADF}};
 
 	bc->uid = s->has_user ? s->uid : SB_DEFAULT_ID;
 	bc->gid = s->has_user ? s->gid : SB_DEFAULT_ID;
@@ -211,10 +217,12 @@ sandbox_prepare(const struct backend_prepare_args *a, struct backend_prepare_res
 
 	if (s->n_egress_rules > 0) {
 		char why[192];
-		snprintf(why, sizeof(why), "the sandbox has no egress allowlist yet: the %zu declared "
+		snprintf(why, sizeof(why),
+		    "the sandbox has no egress allowlist yet: the %zu declared "
 		    "destination(s) are not enforced and the cell gets network '%s'",
-		    s->n_egress_rules, spec_network_to_string(s->network == SPEC_NETWORK_UNSET ?
-			SPEC_NETWORK_NONE : s->network));
+		    s->n_egress_rules,
+		    spec_network_to_string(
+		        s->network == SPEC_NETWORK_UNSET ? SPEC_NETWORK_NONE : s->network));
 		backend_degrade(res, "authority.egressRules", why);
 	}
 
@@ -227,7 +235,8 @@ sandbox_prepare(const struct backend_prepare_args *a, struct backend_prepare_res
 	snprintf(name, sizeof(name), "cellvisor-%s", a->cell_name);
 	r = cgroup_create(name, a->cgroup_parent, &lim, err, sizeof(err), &bc->cg);
 	if (r < 0) {
-		if (lim.memory_max_bytes || lim.pids_max || lim.cpu_millicores || a->cgroup_parent) {
+		if (lim.memory_max_bytes || lim.pids_max || lim.cpu_millicores ||
+		    a->cgroup_parent) {
 			snprintf(res->error, sizeof(res->error), "cgroup: %s", err);
 			goto fail;
 		}
@@ -247,7 +256,8 @@ sandbox_prepare(const struct backend_prepare_args *a, struct backend_prepare_res
 			struct rlimit want = {cur.rlim_cur, s->nofile};
 			if (setrlimit(RLIMIT_NOFILE, &want) < 0) {
 				r = -errno;
-				snprintf(res->error, sizeof(res->error), "run.limits.nofile: %llu is above "
+				snprintf(res->error, sizeof(res->error),
+				    "run.limits.nofile: %llu is above "
 				    "the runner's hard limit %llu and it cannot be raised: %s",
 				    (unsigned long long)s->nofile, (unsigned long long)cur.rlim_max,
 				    strerror(-r));
@@ -262,8 +272,8 @@ sandbox_prepare(const struct backend_prepare_args *a, struct backend_prepare_res
 		bc->n_cell_secrets = s->secret_refs.n;
 	}
 	if ((r = copy_secrets(bc, a)) < 0) {
-		snprintf(res->error, sizeof(res->error), "cannot stage the file-delivered secrets: %s",
-		    strerror(-r));
+		snprintf(res->error, sizeof(res->error),
+		    "cannot stage the file-delivered secrets: %s", strerror(-r));
 		goto fail;
 	}
 	if ((r = build_view(bc, res->error, sizeof(res->error))) < 0)
@@ -342,8 +352,8 @@ send_go(struct backend_cell *bc, int sync_fd, const char **ret_step)
 		return r;
 	if (sb_landlock_abi() > 0) {
 		struct sb_landlock_rules rules = {
-			.read_only = (const char *const *)bc->view.landlock_ro,
-			.read_write = (const char *const *)bc->view.landlock_rw,
+		    .read_only = (const char *const *)bc->view.landlock_ro,
+		    .read_write = (const char *const *)bc->view.landlock_rw,
 		};
 		*ret_step = "landlock";
 		landlock_fd = sb_landlock_build(&rules);
@@ -352,10 +362,10 @@ send_go(struct backend_cell *bc, int sync_fd, const char **ret_step)
 	}
 
 	struct sb_child_go go = {
-		.n_insns = filter.prog.len,
-		.has_landlock = landlock_fd >= 0,
-		.n_assembled = (uint32_t)sb_view_assemble(&bc->view),
-		.sig_not_default = signals_not_default(),
+	    .n_insns = filter.prog.len,
+	    .has_landlock = landlock_fd >= 0,
+	    .n_assembled = (uint32_t)sb_view_assemble(&bc->view),
+	    .sig_not_default = signals_not_default(),
 	};
 	struct iovec iov[2] = {{&go, sizeof(go)},
 	    {filter.prog.filter, filter.prog.len * sizeof(struct sock_filter)}};
@@ -403,7 +413,9 @@ read_reports(struct backend_cell *bc, int fd, struct sb_child_report *rep)
 			struct cmsghdr align;
 		} u;
 		struct iovec iov = {rep, sizeof(*rep)};
-		struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+		struct msghdr mh = {.msg_iov = &iov,
+		    .msg_iovlen = 1,
+		    .msg_control = u.buf,
 		    .msg_controllen = sizeof(u.buf)};
 		ssize_t k = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
 		if (k < 0 && errno == EINTR)
@@ -427,7 +439,8 @@ read_reports(struct backend_cell *bc, int fd, struct sb_child_report *rep)
 			return 1;
 		}
 		/* Only a mount namespace is accepted, and only once. */
-		if (passed < 0 || bc->mntns_fd >= 0 || ioctl(passed, NS_GET_NSTYPE) != CLONE_NEWNS) {
+		if (passed < 0 || bc->mntns_fd >= 0 ||
+		    ioctl(passed, NS_GET_NSTYPE) != CLONE_NEWNS) {
 			safe_close(passed);
 			return -EBADMSG;
 		}
@@ -444,9 +457,9 @@ static pid_t
 clone_cell(uint64_t flags, int cgroup_fd, int *ret_pidfd, bool *ret_into)
 {
 	struct clone_args args = {
-		.flags = flags | CLONE_PIDFD,
-		.pidfd = (uint64_t)(uintptr_t)ret_pidfd,
-		.exit_signal = SIGCHLD,
+	    .flags = flags | CLONE_PIDFD,
+	    .pidfd = (uint64_t)(uintptr_t)ret_pidfd,
+	    .exit_signal = SIGCHLD,
 	};
 	long pid = -1;
 
@@ -496,16 +509,18 @@ sandbox_start(struct backend_cell *bc, const struct backend_start_args *a,
 	}
 
 	/* What init wipes in its copy of our memory (the clone copies the heap as it is). */
-	_cleanup_free_ struct sb_child_wipe *wipe = calloc(bc->n_secrets + bc->n_cell_secrets + 1,
-	    sizeof(*wipe));
+	_cleanup_free_ struct sb_child_wipe *wipe =
+	    calloc(bc->n_secrets + bc->n_cell_secrets + 1, sizeof(*wipe));
 	if (!wipe)
 		return start_failed(err, "wipe", ENOMEM);
 	size_t n_wipe = 0;
 	for (size_t i = 0; i < bc->n_secrets; i++)
-		wipe[n_wipe++] = (struct sb_child_wipe){bc->secret_values[i], bc->secret_lengths[i]};
+		wipe[n_wipe++] =
+		    (struct sb_child_wipe){bc->secret_values[i], bc->secret_lengths[i]};
 	for (size_t i = 0; i < bc->n_cell_secrets; i++)
-		wipe[n_wipe++] = (struct sb_child_wipe){(void *)(uintptr_t)bc->cell_secret_values[i],
-		    bc->cell_secret_lengths[i]};
+		wipe[n_wipe++] =
+		    (struct sb_child_wipe){(void *)(uintptr_t)bc->cell_secret_values[i],
+		        bc->cell_secret_lengths[i]};
 
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
 		return start_failed(err, "socketpair", errno);
@@ -515,21 +530,21 @@ sandbox_start(struct backend_cell *bc, const struct backend_start_args *a,
 	_cleanup_close_ int status_rd = pp[0], status_wr = pp[1];
 
 	struct sb_child_config cfg = {
-		.view = &bc->view,
-		.sync_fd = sync_child,
-		.status_fd = status_wr,
-		.uid = bc->uid,
-		.gid = bc->gid,
-		.hostname = s->id,
-		.loopback_up = s->network == SPEC_NETWORK_LOOPBACK,
-		.nofile = s->nofile,
-		.send_mntns = s->n_artifacts > 0,
-		.argv = a->argv,
-		.envp = a->envp,
-		.cwd = a->cwd,
-		.stdio = {a->stdin_fd, a->stdout_fd, a->stderr_fd},
-		.wipe = wipe,
-		.n_wipe = n_wipe,
+	    .view = &bc->view,
+	    .sync_fd = sync_child,
+	    .status_fd = status_wr,
+	    .uid = bc->uid,
+	    .gid = bc->gid,
+	    .hostname = s->id,
+	    .loopback_up = s->network == SPEC_NETWORK_LOOPBACK,
+	    .nofile = s->nofile,
+	    .send_mntns = s->n_artifacts > 0,
+	    .argv = a->argv,
+	    .envp = a->envp,
+	    .cwd = a->cwd,
+	    .stdio = {a->stdin_fd, a->stdout_fd, a->stderr_fd},
+	    .wipe = wipe,
+	    .n_wipe = n_wipe,
 	};
 
 	cfg.unshare_flags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC;
@@ -543,7 +558,8 @@ sandbox_start(struct backend_cell *bc, const struct backend_start_args *a,
 		/* Join only what clone3 did not already put us in (see prepare_join_fds()). */
 		if (!into && bc->join_v2 >= 0)
 			cfg.cgroup_fds[cfg.n_cgroup_fds++] = bc->join_v2;
-		for (size_t i = 0; i < bc->n_join_v1 && cfg.n_cgroup_fds < SB_CHILD_MAX_CGROUP_FDS; i++)
+		for (size_t i = 0; i < bc->n_join_v1 && cfg.n_cgroup_fds < SB_CHILD_MAX_CGROUP_FDS;
+		     i++)
 			cfg.cgroup_fds[cfg.n_cgroup_fds++] = bc->join_v1[i];
 		sb_child_main(&cfg);
 	}
@@ -648,7 +664,8 @@ sandbox_signal_all(struct backend_cell *bc, int sig)
 	if (sig == SIGKILL)
 		return sandbox_kill_all(bc);
 	/* Job-control stops cannot be caught by init: send them to every member directly. */
-	if (sig == SIGSTOP || sig == SIGCONT || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU) {
+	if (sig == SIGSTOP || sig == SIGCONT || sig == SIGTSTP || sig == SIGTTIN ||
+	    sig == SIGTTOU) {
 		if (bc->cg)
 			return cgroup_signal_all(bc->cg, sig);
 	} else if (bc->init_pidfd >= 0) {
@@ -732,18 +749,18 @@ sandbox_version(void)
 }
 
 const struct backend_ops sandbox_backend = {
-	.name = "sandbox",
-	.aliases = NULL,
-	.default_profile = BACKEND_PROFILE_HARDENED,
-	.probe = sandbox_probe,
-	.prepare = sandbox_prepare,
-	.start = sandbox_start,
-	.reap = sandbox_reap,
-	.signal_all = sandbox_signal_all,
-	.kill_all = sandbox_kill_all,
-	.empty_fd = sandbox_empty_fd,
-	.is_empty = sandbox_is_empty,
-	.open_artifact = sandbox_open_artifact,
-	.destroy = sandbox_destroy,
-	.version = sandbox_version,
+    .name = "sandbox",
+    .aliases = NULL,
+    .default_profile = BACKEND_PROFILE_HARDENED,
+    .probe = sandbox_probe,
+    .prepare = sandbox_prepare,
+    .start = sandbox_start,
+    .reap = sandbox_reap,
+    .signal_all = sandbox_signal_all,
+    .kill_all = sandbox_kill_all,
+    .empty_fd = sandbox_empty_fd,
+    .is_empty = sandbox_is_empty,
+    .open_artifact = sandbox_open_artifact,
+    .destroy = sandbox_destroy,
+    .version = sandbox_version,
 };

@@ -5,6 +5,8 @@
  * sb_seccomp_build() runs in the parent and may allocate; sb_seccomp_install() runs in the
  * forked child and makes raw syscalls only.
  */
+#include "backend/sandbox/seccomp.h"
+
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/personality.h>
@@ -24,7 +26,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "backend/sandbox/seccomp.h"
 #include "base/macro.h"
 
 /*
@@ -44,71 +45,71 @@ struct deny_rule {
 
 /* Denied outright with EPERM. Grouped as in docs/seccomp.md. */
 static const struct deny_rule deny_eperm[] = {
-	/* Mount family, old and new API: rearranging the view, CVE-2022-0185 (fsconfig),
-	 * CVE-2022-0492 (cgroup v1 release_agent), CVE-2021-41133 (missing new mount API). */
-	{"mount", -1},
-	{"umount", -1},
-	{"umount2", -1},
-	{"pivot_root", -1},
-	{"chroot", -1},
-	{"fsopen", -1},
-	{"fsconfig", -1},
-	{"fsmount", -1},
-	{"fspick", -1},
-	{"move_mount", -1},
-	{"open_tree", -1},
-	{"mount_setattr", -1},
-	{"open_tree_attr", NR_UNIFIED(467)}, /* 6.15 */
-	/* Namespaces: joining another (unshare/clone are filtered by flag below). */
-	{"setns", -1},
-	/* Kernel code and whole-system state. */
-	{"kexec_load", -1},
-	{"kexec_file_load", -1},
-	{"init_module", -1},
-	{"finit_module", -1},
-	{"delete_module", -1},
-	{"reboot", -1},
-	{"swapon", -1},
-	{"swapoff", -1},
-	{"acct", -1},
-	{"quotactl", -1},
-	{"quotactl_fd", NR_UNIFIED(443)},
-	{"lookup_dcookie", -1},
-	{"uselib", -1},
-	{"iopl", -1},
-	{"ioperm", -1},
-	{"modify_ldt", -1},
-	/* Clocks are not namespaced (time namespaces only offset the monotonic clocks). */
-	{"settimeofday", -1},
-	{"stime", -1},
-	{"clock_settime", -1},
-	{"clock_adjtime", -1},
-	{"adjtimex", -1},
-	/* Kernel log and terminal hangup. */
-	{"syslog", -1},
-	{"vhangup", -1},
-	/* Large, often-exploited kernel surfaces an ordinary workload does not need. */
-	{"bpf", -1},
-	{"perf_event_open", -1},
-	{"userfaultfd", -1},
-	{"io_uring_setup", -1},
-	{"io_uring_enter", -1},
-	{"io_uring_register", -1},
-	/* Kernel keyrings are not namespaced. */
-	{"add_key", -1},
-	{"request_key", -1},
-	{"keyctl", -1},
-	/* Reaching into other processes. */
-	{"ptrace", -1},
-	{"process_vm_readv", -1},
-	{"process_vm_writev", -1},
-	{"kcmp", -1},
-	{"pidfd_getfd", NR_UNIFIED(438)},
-	/* File handles: open_by_handle_at walks around the mount view ("shocker"). */
-	{"name_to_handle_at", -1},
-	{"open_by_handle_at", -1},
-	/* fanotify groups and marks are charged to the user namespace's creator (host root). */
-	{"fanotify_init", -1},
+    /* Mount family, old and new API: rearranging the view, CVE-2022-0185 (fsconfig),
+     * CVE-2022-0492 (cgroup v1 release_agent), CVE-2021-41133 (missing new mount API). */
+    {"mount", -1},
+    {"umount", -1},
+    {"umount2", -1},
+    {"pivot_root", -1},
+    {"chroot", -1},
+    {"fsopen", -1},
+    {"fsconfig", -1},
+    {"fsmount", -1},
+    {"fspick", -1},
+    {"move_mount", -1},
+    {"open_tree", -1},
+    {"mount_setattr", -1},
+    {"open_tree_attr", NR_UNIFIED(467)}, /* 6.15 */
+    /* Namespaces: joining another (unshare/clone are filtered by flag below). */
+    {"setns", -1},
+    /* Kernel code and whole-system state. */
+    {"kexec_load", -1},
+    {"kexec_file_load", -1},
+    {"init_module", -1},
+    {"finit_module", -1},
+    {"delete_module", -1},
+    {"reboot", -1},
+    {"swapon", -1},
+    {"swapoff", -1},
+    {"acct", -1},
+    {"quotactl", -1},
+    {"quotactl_fd", NR_UNIFIED(443)},
+    {"lookup_dcookie", -1},
+    {"uselib", -1},
+    {"iopl", -1},
+    {"ioperm", -1},
+    {"modify_ldt", -1},
+    /* Clocks are not namespaced (time namespaces only offset the monotonic clocks). */
+    {"settimeofday", -1},
+    {"stime", -1},
+    {"clock_settime", -1},
+    {"clock_adjtime", -1},
+    {"adjtimex", -1},
+    /* Kernel log and terminal hangup. */
+    {"syslog", -1},
+    {"vhangup", -1},
+    /* Large, often-exploited kernel surfaces an ordinary workload does not need. */
+    {"bpf", -1},
+    {"perf_event_open", -1},
+    {"userfaultfd", -1},
+    {"io_uring_setup", -1},
+    {"io_uring_enter", -1},
+    {"io_uring_register", -1},
+    /* Kernel keyrings are not namespaced. */
+    {"add_key", -1},
+    {"request_key", -1},
+    {"keyctl", -1},
+    /* Reaching into other processes. */
+    {"ptrace", -1},
+    {"process_vm_readv", -1},
+    {"process_vm_writev", -1},
+    {"kcmp", -1},
+    {"pidfd_getfd", NR_UNIFIED(438)},
+    /* File handles: open_by_handle_at walks around the mount view ("shocker"). */
+    {"name_to_handle_at", -1},
+    {"open_by_handle_at", -1},
+    /* fanotify groups and marks are charged to the user namespace's creator (host root). */
+    {"fanotify_init", -1},
 };
 
 /*
@@ -116,10 +117,10 @@ static const struct deny_rule deny_eperm[] = {
  * pthread_create, posix_spawn) fall back to clone, whose flags word the rules below see.
  */
 static const struct deny_rule deny_enosys[] = {
-	{"clone3", NR_UNIFIED(435)},
-	/* Its mode (O_CREAT, O_TMPFILE) is in a struct too: the setuid/setgid rules below
-	 * cannot see it. ENOSYS: callers fall back to openat. */
-	{"openat2", NR_UNIFIED(437)},
+    {"clone3", NR_UNIFIED(435)},
+    /* Its mode (O_CREAT, O_TMPFILE) is in a struct too: the setuid/setgid rules below
+     * cannot see it. ENOSYS: callers fall back to openat. */
+    {"openat2", NR_UNIFIED(437)},
 };
 
 /*
@@ -137,17 +138,17 @@ struct mode_rule {
 };
 
 static const struct mode_rule deny_suid_sgid[] = {
-	{"chmod", -1, 1, -1},
-	{"fchmod", -1, 1, -1},
-	{"fchmodat", -1, 2, -1},
-	{"fchmodat2", NR_UNIFIED(452), 2, -1}, /* 6.6 */
-	{"creat", -1, 1, -1},
-	{"open", -1, 2, 1},
-	{"openat", -1, 3, 2},
-	{"mkdir", -1, 1, -1},
-	{"mkdirat", -1, 2, -1},
-	{"mknod", -1, 1, -1},
-	{"mknodat", -1, 2, -1},
+    {"chmod", -1, 1, -1},
+    {"fchmod", -1, 1, -1},
+    {"fchmodat", -1, 2, -1},
+    {"fchmodat2", NR_UNIFIED(452), 2, -1}, /* 6.6 */
+    {"creat", -1, 1, -1},
+    {"open", -1, 2, 1},
+    {"openat", -1, 3, 2},
+    {"mkdir", -1, 1, -1},
+    {"mkdirat", -1, 2, -1},
+    {"mknod", -1, 1, -1},
+    {"mknodat", -1, 2, -1},
 };
 
 /* O_TMPFILE is __O_TMPFILE | O_DIRECTORY; the kernel refuses __O_TMPFILE alone. */
@@ -167,8 +168,14 @@ static const uint64_t deny_families[] = {AF_VSOCK};
  * gets it.
  */
 static const uint64_t ns_flags[] = {
-	CLONE_NEWUSER, CLONE_NEWNS,  CLONE_NEWPID,    CLONE_NEWNET,
-	CLONE_NEWUTS,  CLONE_NEWIPC, CLONE_NEWCGROUP, CLONE_NEWTIME,
+    CLONE_NEWUSER,
+    CLONE_NEWNS,
+    CLONE_NEWPID,
+    CLONE_NEWNET,
+    CLONE_NEWUTS,
+    CLONE_NEWIPC,
+    CLONE_NEWCGROUP,
+    CLONE_NEWTIME,
 };
 
 /* The terminal ioctls that push input into a tty or act on the console (CVE-2017-5226,
@@ -242,16 +249,16 @@ add_ns_flag_rules(scmp_filter_ctx ctx)
 	for (size_t i = 0; i < ARRAY_SIZE(ns_flags); i++) {
 		uint64_t bit = ns_flags[i];
 		int r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(unshare), 1,
-		                         SCMP_A0(SCMP_CMP_MASKED_EQ, bit, bit));
+		    SCMP_A0(SCMP_CMP_MASKED_EQ, bit, bit));
 		if (r < 0)
 			return r;
 		if (bit == CLONE_NEWTIME)
 			continue;
 		struct scmp_arg_cmp cmp = {
-			.arg = clone_flags_arg,
-			.op = SCMP_CMP_MASKED_EQ,
-			.datum_a = bit,
-			.datum_b = bit,
+		    .arg = clone_flags_arg,
+		    .op = SCMP_CMP_MASKED_EQ,
+		    .datum_a = bit,
+		    .datum_b = bit,
 		};
 		r = seccomp_rule_add_array(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(clone), 1, &cmp);
 		if (r < 0)
@@ -269,7 +276,7 @@ add_ioctl_rules(scmp_filter_ctx ctx)
 {
 	for (size_t i = 0; i < ARRAY_SIZE(deny_ioctls); i++) {
 		int r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(ioctl), 1,
-		                         SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffU, deny_ioctls[i]));
+		    SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffU, deny_ioctls[i]));
 		if (r < 0)
 			return r;
 	}
@@ -291,25 +298,27 @@ add_suid_sgid_rules(scmp_filter_ctx ctx)
 			continue;
 		for (size_t b = 0; b < ARRAY_SIZE(suid_sgid_bits); b++) {
 			struct scmp_arg_cmp cmp[2] = {{
-				.arg = m->mode_arg,
-				.op = SCMP_CMP_MASKED_EQ,
-				.datum_a = suid_sgid_bits[b],
-				.datum_b = suid_sgid_bits[b],
+			    .arg = m->mode_arg,
+			    .op = SCMP_CMP_MASKED_EQ,
+			    .datum_a = suid_sgid_bits[b],
+			    .datum_b = suid_sgid_bits[b],
 			}};
 			if (m->flags_arg < 0) {
-				int r = seccomp_rule_add_array(ctx, SCMP_ACT_ERRNO(EPERM), nr, 1, cmp);
+				int r =
+				    seccomp_rule_add_array(ctx, SCMP_ACT_ERRNO(EPERM), nr, 1, cmp);
 				if (r < 0)
 					return r;
 				continue;
 			}
 			for (size_t f = 0; f < ARRAY_SIZE(creating_open_flags); f++) {
 				cmp[1] = (struct scmp_arg_cmp){
-					.arg = (unsigned)m->flags_arg,
-					.op = SCMP_CMP_MASKED_EQ,
-					.datum_a = creating_open_flags[f],
-					.datum_b = creating_open_flags[f],
+				    .arg = (unsigned)m->flags_arg,
+				    .op = SCMP_CMP_MASKED_EQ,
+				    .datum_a = creating_open_flags[f],
+				    .datum_b = creating_open_flags[f],
 				};
-				int r = seccomp_rule_add_array(ctx, SCMP_ACT_ERRNO(EPERM), nr, 2, cmp);
+				int r =
+				    seccomp_rule_add_array(ctx, SCMP_ACT_ERRNO(EPERM), nr, 2, cmp);
 				if (r < 0)
 					return r;
 			}
@@ -325,11 +334,11 @@ add_family_rules(scmp_filter_ctx ctx)
 {
 	for (size_t i = 0; i < ARRAY_SIZE(deny_families); i++) {
 		int r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EAFNOSUPPORT), SCMP_SYS(socket), 1,
-		                         SCMP_A0(SCMP_CMP_MASKED_EQ, 0xffffffffU, deny_families[i]));
+		    SCMP_A0(SCMP_CMP_MASKED_EQ, 0xffffffffU, deny_families[i]));
 		if (r < 0)
 			return r;
 		r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EAFNOSUPPORT), SCMP_SYS(socketpair), 1,
-		                     SCMP_A0(SCMP_CMP_MASKED_EQ, 0xffffffffU, deny_families[i]));
+		    SCMP_A0(SCMP_CMP_MASKED_EQ, 0xffffffffU, deny_families[i]));
 		if (r < 0)
 			return r;
 	}
@@ -371,26 +380,23 @@ fill_prefix(struct sock_filter *p, uint32_t native_arch, unsigned first_unaudite
 	uint32_t first = first_unaudited_nr > 0 ? first_unaudited_nr : NR_FOREIGN_BASE;
 
 	p[P_LOAD_ARCH] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
-	                                              offsetof(struct seccomp_data, arch));
+	    offsetof(struct seccomp_data, arch));
 	p[P_IS_NATIVE] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, native_arch, 0,
-	                                              JUMP(P_IS_NATIVE, P_LEN));
+	    JUMP(P_IS_NATIVE, P_LEN));
 	p[P_LOAD_NR] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
-	                                            offsetof(struct seccomp_data, nr));
+	    offsetof(struct seccomp_data, nr));
 	p[P_IS_PERSONALITY] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K,
-	                                                   SCMP_SYS(personality), 0,
-	                                                   JUMP(P_IS_PERSONALITY, P_IS_UNAUDITED));
+	    SCMP_SYS(personality), 0, JUMP(P_IS_PERSONALITY, P_IS_UNAUDITED));
 	p[P_LOAD_ARG0] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG0_LO32);
 	p[P_IS_QUERY] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, PERSONALITY_QUERY,
-	                                             JUMP(P_IS_QUERY, P_LEN), 0);
-	p[P_HAS_DENIED_FLAG] = (struct sock_filter)BPF_JUMP(
-		BPF_JMP | BPF_JSET | BPF_K, PERSONALITY_DENY, JUMP(P_HAS_DENIED_FLAG, P_RET_EPERM),
-		JUMP(P_HAS_DENIED_FLAG, P_LEN));
+	    JUMP(P_IS_QUERY, P_LEN), 0);
+	p[P_HAS_DENIED_FLAG] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K,
+	    PERSONALITY_DENY, JUMP(P_HAS_DENIED_FLAG, P_RET_EPERM), JUMP(P_HAS_DENIED_FLAG, P_LEN));
 	p[P_IS_UNAUDITED] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, first, 0,
-	                                                 JUMP(P_IS_UNAUDITED, P_LEN));
+	    JUMP(P_IS_UNAUDITED, P_LEN));
 	p[P_IS_FOREIGN] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, NR_FOREIGN_BASE,
-	                                               JUMP(P_IS_FOREIGN, P_LEN), 0);
-	p[P_RET_ENOSYS] =
-		(struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS);
+	    JUMP(P_IS_FOREIGN, P_LEN), 0);
+	p[P_RET_ENOSYS] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS);
 	p[P_RET_EPERM] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM);
 }
 
@@ -419,7 +425,7 @@ pread_all(int fd, void *buf, size_t len)
  */
 static int
 export_program(scmp_filter_ctx ctx, uint32_t native_arch, unsigned first_unaudited_nr,
-               struct sock_fprog *ret)
+    struct sock_fprog *ret)
 {
 	_cleanup_close_ int fd = memfd_create("sb-seccomp-bpf", MFD_CLOEXEC);
 	if (fd < 0)

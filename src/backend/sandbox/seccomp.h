@@ -20,9 +20,9 @@
  */
 #pragma once
 
-#include <stddef.h>
-
 #include <linux/filter.h>
+
+#include <stddef.h>
 
 /*
  * First native syscall number not audited for this list (6.18: the last syscall is

@@ -1,8 +1,13 @@
+#include "backend/sandbox/view.h"
+
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
+
+#include <linux/magic.h>
+#include <linux/openat2.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -13,10 +18,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <linux/magic.h>
-#include <linux/openat2.h>
-
-#include "backend/sandbox/view.h"
 #include "backend/spawn.h"
 #include "base/fd.h"
 #include "base/macro.h"
@@ -30,7 +31,15 @@
  * never the host's root.
  */
 static const char *const default_system_dirs[] = {
-	"/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", NULL,
+    "/usr",
+    "/bin",
+    "/sbin",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/etc",
+    NULL,
 };
 
 /* Character devices bound from the host into /dev, checked by major:minor. */
@@ -39,31 +48,31 @@ static const struct {
 	unsigned major, minor;
 	bool required;
 } dev_nodes[] = {
-	{"null", 1, 3, true},
-	{"zero", 1, 5, false},
-	{"full", 1, 7, false},
-	{"random", 1, 8, false},
-	{"urandom", 1, 9, false},
-	{"tty", 5, 0, false},
+    {"null", 1, 3, true},
+    {"zero", 1, 5, false},
+    {"full", 1, 7, false},
+    {"random", 1, 8, false},
+    {"urandom", 1, 9, false},
+    {"tty", 5, 0, false},
 };
 
 static const struct {
 	const char *path;
 	const char *link;
 } dev_links[] = {
-	{"/dev/fd", "/proc/self/fd"},
-	{"/dev/stdin", "/proc/self/fd/0"},
-	{"/dev/stdout", "/proc/self/fd/1"},
-	{"/dev/stderr", "/proc/self/fd/2"},
-	{"/dev/ptmx", "pts/ptmx"},
+    {"/dev/fd", "/proc/self/fd"},
+    {"/dev/stdin", "/proc/self/fd/0"},
+    {"/dev/stdout", "/proc/self/fd/1"},
+    {"/dev/stderr", "/proc/self/fd/2"},
+    {"/dev/ptmx", "pts/ptmx"},
 };
 
 enum item_kind {
 	ITEM_BIND,
 	ITEM_TMPFS,
 	ITEM_PROC,
-	ITEM_DEV,     /* the /dev tmpfs itself */
-	ITEM_NODE,    /* a host device node bound into /dev */
+	ITEM_DEV,  /* the /dev tmpfs itself */
+	ITEM_NODE, /* a host device node bound into /dev */
 	ITEM_DEVPTS,
 	ITEM_SYMLINK,
 	ITEM_SECRETS,
@@ -72,10 +81,10 @@ enum item_kind {
 
 struct item {
 	enum item_kind kind;
-	const char *target;  /* path in the cell */
-	const char *source;  /* host path (bind), link text (symlink) */
+	const char *target; /* path in the cell */
+	const char *source; /* host path (bind), link text (symlink) */
 	bool read_only;
-	bool follow_source;  /* host symlinks allowed in the source path */
+	bool follow_source; /* host symlinks allowed in the source path */
 	bool from_spec;
 	bool workload_owned; /* tmpfs owned by the workload's uid */
 	bool required;       /* device nodes: the cell cannot run without it */
@@ -85,7 +94,7 @@ struct item {
 	unsigned major, minor;
 	size_t order;
 	bool dropped;
-	char origin[80];     /* "spec.authority.filesystem.readOnly[2]" or "default view" */
+	char origin[80]; /* "spec.authority.filesystem.readOnly[2]" or "default view" */
 };
 
 /* A planned mount whose tree later targets are resolved in. */
@@ -110,8 +119,7 @@ struct builder {
 	size_t err_size;
 };
 
-static int _printf_(3, 4)
-fail(struct builder *b, int r, const char *fmt, ...)
+static int _printf_(3, 4) fail(struct builder *b, int r, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -231,7 +239,8 @@ collect_spec_list(struct builder *b, const struct spec_strv *l, const char *list
 			    p, problem);
 		if (strcmp(p, "/") == 0)
 			continue; /* the root itself: handled by make_root() */
-		struct item *it = add_item(b, strcmp(list, "tmpfs") == 0 ? ITEM_TMPFS : ITEM_BIND, p);
+		struct item *it =
+		    add_item(b, strcmp(list, "tmpfs") == 0 ? ITEM_TMPFS : ITEM_BIND, p);
 		if (!it)
 			return -ENOMEM;
 		it->from_spec = true;
@@ -269,7 +278,8 @@ collect(struct builder *b, bool root_is_host)
 				if (n <= 0)
 					continue;
 				link[n] = '\0';
-				if (!(it = add_item(b, ITEM_SYMLINK, d)) || !(it->owned = strdup(link)))
+				if (!(it = add_item(b, ITEM_SYMLINK, d)) ||
+				    !(it->owned = strdup(link)))
 					return -ENOMEM;
 				it->source = it->owned;
 			} else if (S_ISDIR(st.st_mode)) {
@@ -371,7 +381,8 @@ relative_to(const struct mounted *m, const char *target)
 	return target + (strcmp(m->target, "/") == 0 ? 1 : strlen(m->target) + 1);
 }
 
-#define RESOLVE_STRICT (RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV)
+#define RESOLVE_STRICT                                                                             \
+	(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV)
 
 /*
  * Resolve rel below dirfd without following any symlink, creating what is missing when
@@ -433,11 +444,15 @@ resolve_target(struct builder *b, const struct item *it, bool want_dir, int *ret
 	const struct mounted *m = enclosing(b, it->target, false);
 	int fd = resolve_create(m->fd, relative_to(m, it->target), m->own, want_dir);
 	if (fd == -ELOOP)
-		return fail(b, fd, "%s: %s: a symlink in the cell's view is in the way (mount targets "
-		    "are resolved without following symlinks)", it->origin, it->target);
+		return fail(b, fd,
+		    "%s: %s: a symlink in the cell's view is in the way (mount targets "
+		    "are resolved without following symlinks)",
+		    it->origin, it->target);
 	if (fd == -ENOENT)
-		return fail(b, fd, "%s: %s: the mount point does not exist inside %s, which comes "
-		    "from the host and is not modified", it->origin, it->target, m->target);
+		return fail(b, fd,
+		    "%s: %s: the mount point does not exist inside %s, which comes "
+		    "from the host and is not modified",
+		    it->origin, it->target, m->target);
 	if (fd < 0)
 		return fail(b, fd, "%s: %s: %s", it->origin, it->target, strerror(-fd));
 	struct stat st;
@@ -448,9 +463,11 @@ resolve_target(struct builder *b, const struct item *it, bool want_dir, int *ret
 	}
 	if (S_ISLNK(st.st_mode) || want_dir != S_ISDIR(st.st_mode)) {
 		safe_close(fd);
-		return fail(b, -ENOTDIR, "%s: %s: the mount point in the cell's view is %s", it->origin,
-		    it->target, S_ISLNK(st.st_mode) ? "a symlink" :
-		    want_dir ? "not a directory" : "a directory, the source is not");
+		return fail(b, -ENOTDIR, "%s: %s: the mount point in the cell's view is %s",
+		    it->origin, it->target,
+		    S_ISLNK(st.st_mode) ? "a symlink"
+		        : want_dir      ? "not a directory"
+		                        : "a directory, the source is not");
 	}
 	*ret_fd = fd;
 	return 0;
@@ -527,8 +544,10 @@ open_bind_source(struct builder *b, const struct item *it, int *ret)
 		fd = -ELOOP;
 	}
 	if (fd == -ELOOP)
-		return fail(b, fd, "%s: %s: a symlink on the host is in the way (readWrite paths are "
-		    "resolved without following symlinks)", it->origin, it->source);
+		return fail(b, fd,
+		    "%s: %s: a symlink on the host is in the way (readWrite paths are "
+		    "resolved without following symlinks)",
+		    it->origin, it->source);
 	if (fd < 0)
 		return fail(b, fd, "%s: %s: %s", it->origin, it->source, strerror(-fd));
 	int tree = open_tree(fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);
@@ -541,8 +560,8 @@ open_bind_source(struct builder *b, const struct item *it, int *ret)
 		return fail(b, -EPERM, "%s: %s: a procfs cannot be shown to a cell", it->origin,
 		    it->source);
 	}
-	int r = set_attrs(tree, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV |
-	    (it->read_only ? MOUNT_ATTR_RDONLY : 0), 0);
+	int r = set_attrs(tree,
+	    MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | (it->read_only ? MOUNT_ATTR_RDONLY : 0), 0);
 	if (r < 0) {
 		safe_close(tree);
 		return fail(b, r, "%s: %s: cannot set mount attributes: %s", it->origin, it->source,
@@ -560,23 +579,30 @@ write_secrets(struct builder *b, int tree)
 	for (size_t i = 0; i < refs->n; i++) {
 		const char *ref = refs->v[i];
 		if (!cfg->secret_values[i])
-			return fail(b, -ENOENT, "spec.authority.secretRefs[%zu]: %s: no value", i, ref);
+			return fail(b, -ENOENT, "spec.authority.secretRefs[%zu]: %s: no value", i,
+			    ref);
 		if (strchr(ref, '/') || strcmp(ref, ".") == 0 || strcmp(ref, "..") == 0)
-			return fail(b, -EINVAL, "spec.authority.secretRefs[%zu]: not usable as a file "
-			    "name", i);
+			return fail(b, -EINVAL,
+			    "spec.authority.secretRefs[%zu]: not usable as a file "
+			    "name",
+			    i);
 		_cleanup_close_ int fd = openat(tree, ref,
 		    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0400);
 		if (fd < 0)
-			return fail(b, -errno, "spec.authority.secretRefs[%zu]: cannot create the "
-			    "secret file: %s", i, strerror(errno));
+			return fail(b, -errno,
+			    "spec.authority.secretRefs[%zu]: cannot create the "
+			    "secret file: %s",
+			    i, strerror(errno));
 		int r = fd_write_all(fd, cfg->secret_values[i], cfg->secret_lengths[i]);
 		if (r >= 0 && fchown(fd, cfg->host_uid, cfg->host_gid) < 0)
 			r = -errno;
 		if (r >= 0 && fchmod(fd, 0400) < 0)
 			r = -errno;
 		if (r < 0)
-			return fail(b, r, "spec.authority.secretRefs[%zu]: cannot write the secret "
-			    "file: %s", i, strerror(-r));
+			return fail(b, r,
+			    "spec.authority.secretRefs[%zu]: cannot write the secret "
+			    "file: %s",
+			    i, strerror(-r));
 	}
 	return 0;
 }
@@ -604,15 +630,17 @@ realize(struct builder *b, const struct item *it)
 		parent[n] = '\0';
 		const struct mounted *m = enclosing(b, n ? parent : "/", true);
 		if (!m->own)
-			return fail(b, -EROFS, "%s: %s: cannot create a symlink on a host filesystem",
-			    it->origin, it->target);
+			return fail(b, -EROFS,
+			    "%s: %s: cannot create a symlink on a host filesystem", it->origin,
+			    it->target);
 		/* The parent is the mount's root (the usual case): its fd is used as is. */
 		_cleanup_close_ int owned = -EBADF;
 		int dfd = m->fd;
 		if (strcmp(m->target, n ? parent : "/") != 0) {
 			dfd = owned = resolve_create(m->fd, relative_to(m, parent), true, true);
 			if (dfd < 0)
-				return fail(b, dfd, "%s: %s: %s", it->origin, parent, strerror(-dfd));
+				return fail(b, dfd, "%s: %s: %s", it->origin, parent,
+				    strerror(-dfd));
 		}
 		if (symlinkat(it->source, dfd, slash + 1) < 0)
 			return fail(b, -errno, "%s: %s: cannot create the symlink: %s", it->origin,
@@ -637,10 +665,13 @@ realize(struct builder *b, const struct item *it)
 		    nst.st_rdev != makedev(it->major, it->minor)) {
 			if (!it->required)
 				return 0;
-			return fail(b, -ENODEV, "the host's %s is missing or not the expected device "
-			    "%u:%u", it->source, it->major, it->minor);
+			return fail(b, -ENODEV,
+			    "the host's %s is missing or not the expected device "
+			    "%u:%u",
+			    it->source, it->major, it->minor);
 		}
-		if ((r = set_attrs(tree, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NODEV)) < 0)
+		if ((r = set_attrs(tree, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NODEV)) <
+		    0)
 			return fail(b, r, "%s: cannot set mount attributes: %s", it->target,
 			    strerror(-r));
 		want_dir = false;
@@ -652,15 +683,16 @@ realize(struct builder *b, const struct item *it)
 		if (!it->workload_owned)
 			opts[2] = NULL;
 		if ((r = make_tmpfs("tmpfs", opts, it->attrs, &tree)) < 0)
-			return fail(b, r, "%s: %s: cannot create a tmpfs: %s", it->origin, it->target,
-			    strerror(-r));
+			return fail(b, r, "%s: %s: cannot create a tmpfs: %s", it->origin,
+			    it->target, strerror(-r));
 		own = true;
 		rw_rule = true;
 		break;
 	}
 	case ITEM_DEVPTS: {
 		const char *opts[] = {"ptmxmode", "0666", "mode", "0620", NULL};
-		if ((r = make_tmpfs("devpts", opts, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, &tree)) < 0)
+		if ((r = make_tmpfs("devpts", opts, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, &tree)) <
+		    0)
 			return fail(b, r, "/dev/pts: cannot create a devpts instance: %s",
 			    strerror(-r));
 		break;
@@ -668,12 +700,13 @@ realize(struct builder *b, const struct item *it)
 	case ITEM_SECRETS: {
 		const char *opts[] = {"mode", "0500", "uid", uid, "gid", gid, NULL};
 		if ((r = make_tmpfs("tmpfs", opts,
-		    MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC, &tree)) < 0)
+		         MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC, &tree)) < 0)
 			return fail(b, r, "/run/secrets: cannot create a tmpfs: %s", strerror(-r));
 		if ((r = write_secrets(b, tree)) < 0)
 			return r;
 		if ((r = set_attrs(tree, MOUNT_ATTR_RDONLY, 0)) < 0)
-			return fail(b, r, "/run/secrets: cannot make it read-only: %s", strerror(-r));
+			return fail(b, r, "/run/secrets: cannot make it read-only: %s",
+			    strerror(-r));
 		break;
 	}
 	case ITEM_PROC:
@@ -689,8 +722,8 @@ realize(struct builder *b, const struct item *it)
 	if (it->kind == ITEM_DEV)
 		b->ro_at_end[b->n_ro_at_end++] = tree;
 	if (tree >= 0 && (it->kind != ITEM_NODE))
-		b->mounted[b->n_mounted++] = (struct mounted){.target = it->target, .fd = tree,
-		    .own = own};
+		b->mounted[b->n_mounted++] =
+		    (struct mounted){.target = it->target, .fd = tree, .own = own};
 	return push_mount(b, it->kind == ITEM_PROC ? SB_MOUNT_PROC : SB_MOUNT_TREE, TAKE_FD(tree),
 	    TAKE_FD(target), it->target);
 }
@@ -700,8 +733,11 @@ make_root(struct builder *b, bool root_is_host, bool root_ro, int *ret)
 {
 	int r;
 	if (root_is_host) {
-		struct item it = {.kind = ITEM_BIND, .target = "/", .source = "/",
-		    .read_only = root_ro, .follow_source = false};
+		struct item it = {.kind = ITEM_BIND,
+		    .target = "/",
+		    .source = "/",
+		    .read_only = root_ro,
+		    .follow_source = false};
 		snprintf(it.origin, sizeof(it.origin), "spec.authority.filesystem.%s",
 		    root_ro ? "readOnly" : "readWrite");
 		if ((r = open_bind_source(b, &it, ret)) < 0)
@@ -744,8 +780,8 @@ sb_view_build(const struct sb_view_config *cfg, struct sb_view *ret, char *err, 
 		goto out;
 	if ((r = make_root(&b, root_is_host, root_ro, &v.root_fd)) < 0)
 		goto out;
-	b.mounted[b.n_mounted++] = (struct mounted){.target = "/", .fd = v.root_fd,
-	    .own = !root_is_host};
+	b.mounted[b.n_mounted++] =
+	    (struct mounted){.target = "/", .fd = v.root_fd, .own = !root_is_host};
 	for (size_t i = 0; i < b.n_items; i++) {
 		if (b.items[i].dropped)
 			continue;
@@ -833,7 +869,7 @@ sb_view_assemble(struct sb_view *v)
 		if (m->kind != SB_MOUNT_TREE)
 			continue;
 		if (move_mount(m->tree_fd, "", m->target_fd, "",
-		    MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+		        MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
 			break;
 	}
 	return i;
@@ -851,7 +887,7 @@ sb_view_attach(const struct sb_view *v, size_t n_assembled, const char **ret_ste
 	*ret_step = "mount root";
 	for (size_t i = 0; attach_points[i]; i++) {
 		if (move_mount(v->root_fd, "", AT_FDCWD, attach_points[i],
-		    MOVE_MOUNT_F_EMPTY_PATH) == 0) {
+		        MOVE_MOUNT_F_EMPTY_PATH) == 0) {
 			r = 0;
 			break;
 		}
@@ -884,7 +920,9 @@ sb_view_attach(const struct sb_view *v, size_t n_assembled, const char **ret_ste
 				return -EIO;
 			}
 			r = move_mount(mnt, "", m->target_fd, "",
-			    MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0 ? -errno : 0;
+			        MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0
+			    ? -errno
+			    : 0;
 			close(mnt);
 			if (r < 0)
 				return r;
@@ -894,7 +932,7 @@ sb_view_attach(const struct sb_view *v, size_t n_assembled, const char **ret_ste
 			continue; /* moved into the detached root by the runner */
 		*ret_step = "mount";
 		if (move_mount(m->tree_fd, "", m->target_fd, "",
-		    MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+		        MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
 			return -errno;
 	}
 
@@ -941,8 +979,8 @@ sb_view_open_artifact(int root_fd, const char *path, uid_t host_uid, gid_t host_
 	 * O_PATH first: a device or a FIFO is never opened, only looked at.
 	 */
 	struct open_how how = {
-		.flags = O_PATH | O_NOFOLLOW | O_CLOEXEC,
-		.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+	    .flags = O_PATH | O_NOFOLLOW | O_CLOEXEC,
+	    .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
 	};
 	_cleanup_close_ int pfd = -EBADF;
 	r = spawn_open_as(host_uid, host_gid, root_fd, path, &how, &pfd);

@@ -11,18 +11,19 @@
  * points inside the detached root (sb_view_assemble(), kernels 6.15+); the cell's setup
  * process then attaches the root (and whatever the runner could not assemble) in its own
  * mount namespace (sb_view_attach(), async-signal-safe), mounts /proc for its pid
- * namespace and pivots. After the run the root fd (sb_view.root_fd), kept alive with the cell's mount
- * namespace, lets the runner read exports from inside the view (sb_view_open_artifact()).
+ * namespace and pivots. After the run the root fd (sb_view.root_fd), kept alive with the cell's
+ * mount namespace, lets the runner read exports from inside the view (sb_view_open_artifact()).
  *
  * Ownership: struct sb_view owns every fd and string in it; sb_view_done() releases them.
  * The plan's fds are consumed by one start: a second start needs a new sb_view_build().
  */
 #pragma once
 
+#include <sys/types.h>
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <sys/types.h>
 
 struct cell_spec;
 
@@ -42,18 +43,18 @@ struct sb_mount {
 #define SB_VIEW_MAX_MOUNTS 1024
 
 struct sb_view {
-	int root_fd;              /* the cell's "/" (a detached tmpfs, or a clone of host "/") */
-	struct sb_mount *mounts;  /* in attach order: every target after its enclosing mount */
+	int root_fd;             /* the cell's "/" (a detached tmpfs, or a clone of host "/") */
+	struct sb_mount *mounts; /* in attach order: every target after its enclosing mount */
 	size_t n_mounts;
 	/* Landlock rule roots as "/proc/self/fd/N" strings, NULL-terminated. */
 	char **landlock_ro;
 	char **landlock_rw;
-	bool consumed;            /* true once a cell moved the trees into its namespace */
+	bool consumed; /* true once a cell moved the trees into its namespace */
 };
 
 struct sb_view_config {
 	const struct cell_spec *spec;
-	uid_t host_uid;  /* the workload's host uid and gid: owner of tmpfs and secret files */
+	uid_t host_uid; /* the workload's host uid and gid: owner of tmpfs and secret files */
 	gid_t host_gid;
 	/* File-delivered secrets, parallel to spec->secret_refs; NULL when none. */
 	const char *const *secret_values;

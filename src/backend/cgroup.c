@@ -418,13 +418,35 @@ cgroup_create(const char *name, const char *parent, const struct cgroup_limits *
 			snprintf(sc, sizeof(sc), "%s%s/cgroup.subtree_control", l.v2_root,
 			    strcmp(base, "/") == 0 ? "" : base);
 			_cleanup_close_ int fd = open(sc, O_WRONLY | O_CLOEXEC);
-			if (fd >= 0) {
-				if (l.v2_memory && limits->memory_max_bytes)
-					(void)!write(fd, "+memory", 7);
-				if (l.v2_pids && limits->pids_max)
-					(void)!write(fd, "+pids", 5);
-				if (l.v2_cpu && limits->cpu_millicores)
-					(void)!write(fd, "+cpu", 4);
+			const struct {
+				bool want;
+				const char *on, *name;
+			} ctl[] = {
+				{l.v2_memory && limits->memory_max_bytes, "+memory", "memory"},
+				{l.v2_pids && limits->pids_max, "+pids", "pids"},
+				{l.v2_cpu && limits->cpu_millicores, "+cpu", "cpu"},
+			};
+			for (size_t i = 0; i < ARRAY_SIZE(ctl); i++) {
+				if (!ctl[i].want)
+					continue;
+				if (fd >= 0 && write(fd, ctl[i].on, strlen(ctl[i].on)) >= 0)
+					continue;
+				/*
+				 * Usually EBUSY: cgroup v2 gives no controllers to the children of a
+				 * cgroup that holds processes (ours, a login session's). Say so
+				 * rather than fail later on a missing limit file.
+				 */
+				int e = fd < 0 ? EACCES : errno;
+				if (controller_listed(sc, ctl[i].name))
+					continue; /* already enabled by someone else */
+				snprintf(err, err_size,
+				    "cannot delegate the %s controller to children of %s%s (%s): run "
+				    "cellvisor in a cgroup with no other processes, or set "
+				    "CELLOS_CGROUP_PARENT to a delegated one",
+				    ctl[i].name, l.v2_root, strcmp(base, "/") == 0 ? "" : base,
+				    strerror(e));
+				r = -e;
+				goto fail;
 			}
 		}
 		r = dir_create(&cg->v2, l.v2_root, base, name);

@@ -15,7 +15,7 @@ TESTDATA   ?= $(abspath ../shared/testdata)
 
 MAKEFLAGS += --no-print-directory
 
-.PHONY: all deps demo check unit asan fuzz-replay integration fuzz bench clean format
+.PHONY: all deps demo check unit asan fuzz-replay integration integration-asan fuzz bench clean format
 
 all: $(BUILD)/build.ninja
 	ninja -C $(BUILD)
@@ -55,10 +55,18 @@ integration: all
 	CELLVISOR_BIN=$(abspath $(BUILD))/cellvisor CELLVISOR_TESTDATA=$(TESTDATA) \
 	    $(PYTEST) tests/integration
 
+# The black-box suite against the ASan + UBSan binary: memory errors in real runs.
+integration-asan: $(ASAN_BUILD)/build.ninja
+	ninja -C $(ASAN_BUILD)
+	CELLVISOR_BIN=$(abspath $(ASAN_BUILD))/cellvisor CELLVISOR_TESTDATA=$(TESTDATA) \
+	    ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=halt_on_error=1 \
+	    $(PYTEST) tests/integration
+
 check: deps
 	$(MAKE) all
 	$(MAKE) unit fuzz-replay
 	$(MAKE) asan
+	$(MAKE) integration-asan
 	$(MAKE) integration
 
 $(FUZZ_BUILD)/fuzz_spec: tests/fuzz/fuzz_spec.c all

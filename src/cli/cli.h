@@ -32,9 +32,11 @@ const struct cli_command *cli_commands(size_t *ret_n);
 int cmd_run(int argc, char **argv);
 int cmd_validate(int argc, char **argv);
 int cmd_help(int argc, char **argv);
+int cmd_probe(int argc, char **argv);
 void usage_run(void);
 void usage_validate(void);
 void usage_help(void);
+void usage_probe(void);
 
 /*
  * Read and validate a spec from path ("-" = stdin). On failure prints the first error (or

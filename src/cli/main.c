@@ -10,6 +10,7 @@
 static const struct cli_command commands[] = {
     {"run", cmd_run, "run one cell in the foreground", usage_run},
     {"validate", cmd_validate, "check a cell spec and print it normalised", usage_validate},
+    {"probe", cmd_probe, "show what each backend can enforce on this host", usage_probe},
     {"help", cmd_help, "show help for cellvisor or one command", usage_help},
 };
 

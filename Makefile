@@ -15,7 +15,7 @@ TESTDATA   ?= $(abspath ../shared/testdata)
 
 MAKEFLAGS += --no-print-directory
 
-.PHONY: all deps demo check unit asan fuzz-replay integration integration-asan fuzz bench clean format
+.PHONY: all deps demo lint check unit asan fuzz-replay integration integration-asan fuzz bench clean format
 
 all: $(BUILD)/build.ninja
 	ninja -C $(BUILD)
@@ -62,7 +62,11 @@ integration-asan: $(ASAN_BUILD)/build.ninja
 	    ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=halt_on_error=1 \
 	    $(PYTEST) tests/integration
 
+lint:
+	./scripts/lint-cloexec.sh
+
 check: deps
+	$(MAKE) lint
 	$(MAKE) all
 	$(MAKE) unit fuzz-replay
 	$(MAKE) asan

@@ -73,7 +73,7 @@ ensure_stdio(void)
 {
 	for (int fd = 0; fd < 3; fd++)
 		if (fcntl(fd, F_GETFD) < 0) {
-			int n = open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);
+			int n = open("/dev/null", (fd == 0 ? O_RDONLY : O_WRONLY) | O_CLOEXEC);
 			if (n >= 0 && n != fd) {
 				dup2(n, fd);
 				close(n);

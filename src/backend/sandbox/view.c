@@ -4,10 +4,12 @@
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <sys/sysmacros.h>
 
 #include <linux/magic.h>
 #include <linux/openat2.h>
+#include <linux/sched.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -531,6 +533,72 @@ push_mount(struct builder *b, enum sb_mount_kind kind, int tree, int target, con
 	return 0;
 }
 
+/* Could uid/gid (no supplementary groups) write to a file with this owner and mode? */
+static bool
+writable_by(const struct stat *st, uid_t uid, gid_t gid)
+{
+	if (st->st_uid == uid)
+		return st->st_mode & S_IWUSR;
+	if (st->st_gid == gid)
+		return st->st_mode & S_IWGRP;
+	return st->st_mode & S_IWOTH;
+}
+
+/*
+ * A user namespace whose only mappings send from_uid/from_gid to to_uid/to_gid, as an fd for
+ * MOUNT_ATTR_IDMAP: through a mount idmapped with it, files owned by from_uid on disk
+ * belong to to_uid, and what to_uid creates is stored as from_uid. A short-lived child
+ * holds the namespace while the runner writes its maps.
+ */
+static int
+idmap_userns(uid_t from_uid, gid_t from_gid, uid_t to_uid, gid_t to_gid)
+{
+	int hold[2], pidfd = -1;
+	bool into;
+	char path[64], map[64];
+
+	if (pipe2(hold, O_CLOEXEC) < 0)
+		return -errno;
+	pid_t pid = spawn_clone(CLONE_NEWUSER, -1, &pidfd, &into);
+	if (pid == 0) {
+		char c;
+		(void)close(hold[1]);
+		(void)!read(hold[0], &c, 1); /* until the runner is done with the namespace */
+		_exit(0);
+	}
+	(void)close(hold[0]);
+	int r = pid < 0 ? (int)pid : 0;
+	int ns = -EBADF;
+	if (r == 0) {
+		snprintf(path, sizeof(path), "/proc/%d", (int)pid);
+		_cleanup_close_ int dir = open(path, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+		if (dir < 0)
+			r = -errno;
+		if (r >= 0) {
+			snprintf(map, sizeof(map), "%u %u 1\n", (unsigned)from_uid, (unsigned)to_uid);
+			r = fd_write_file_at(dir, "uid_map", map);
+		}
+		if (r >= 0)
+			r = fd_write_file_at(dir, "setgroups", "deny");
+		if (r >= 0) {
+			snprintf(map, sizeof(map), "%u %u 1\n", (unsigned)from_gid, (unsigned)to_gid);
+			r = fd_write_file_at(dir, "gid_map", map);
+		}
+		if (r >= 0) {
+			ns = openat(dir, "ns/user", O_RDONLY | O_CLOEXEC);
+			if (ns < 0)
+				r = -errno;
+		}
+	}
+	(void)close(hold[1]);
+	if (pid > 0) {
+		siginfo_t si;
+		(void)waitid((idtype_t)P_PIDFD, (id_t)pidfd, &si, WEXITED);
+		safe_close(pidfd);
+	}
+	return r < 0 ? r : ns;
+}
+
 static int
 open_bind_source(struct builder *b, const struct item *it, int *ret)
 {
@@ -566,6 +634,26 @@ open_bind_source(struct builder *b, const struct item *it, int *ret)
 		safe_close(tree);
 		return fail(b, r, "%s: %s: cannot set mount attributes: %s", it->origin, it->source,
 		    strerror(-r));
+	}
+	/*
+	 * A declared readWrite path the workload's user could not write to would grant
+	 * nothing: idmap the mount so the workload acts as the path's owner (files it creates
+	 * there belong to that owner on the host). A path it can already write is left as is.
+	 */
+	if (!it->read_only && fstat(tree, &st) == 0 &&
+	    !writable_by(&st, b->cfg->host_uid, b->cfg->host_gid)) {
+		int ns = idmap_userns(st.st_uid, st.st_gid, b->cfg->host_uid, b->cfg->host_gid);
+		struct mount_attr a = {.attr_set = MOUNT_ATTR_IDMAP, .userns_fd = (uint64_t)ns};
+		if (ns < 0 || mount_setattr(tree, "", AT_EMPTY_PATH, &a, sizeof(a)) < 0) {
+			r = ns < 0 ? ns : -errno;
+			safe_close(ns);
+			safe_close(tree);
+			return fail(b, r,
+			    "%s: %s: not writable by the cell's user (host uid %u) and cannot be "
+			    "idmapped: %s",
+			    it->origin, it->source, (unsigned)b->cfg->host_uid, strerror(-r));
+		}
+		safe_close(ns);
 	}
 	*ret = tree;
 	return 0;

@@ -297,6 +297,10 @@ def test_init_keeps_no_copy_of_the_secrets(start_cell, base_spec, tmp, marker, d
              if open(f"/proc/{p}/comm").read().strip() == "cellvisor-init"]
     assert len(inits) == 1, (children_of(run.proc.pid), inits)
     init = inits[0]
+    # "up" comes before the exec: wait for the sleeper itself to exist.
+    deadline = time.monotonic() + 10
+    while not procs_with_marker(marker) and time.monotonic() < deadline:
+        time.sleep(0.01)
     (sleeper,) = procs_with_marker(marker)
     if delivery == "env":  # the workload did get it
         assert canary.encode() in open(f"/proc/{sleeper}/environ", "rb").read()

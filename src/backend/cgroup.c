@@ -68,18 +68,13 @@ is_cgroupfs(const char *path, long magic)
 static void
 read_self_paths(void)
 {
-	_cleanup_close_ int fd = open("/proc/self/cgroup", O_RDONLY | O_CLOEXEC);
 	char buf[8192];
 
 	self_v2[0] = '\0';
 	for (int i = 0; i < _V1_MAX; i++)
 		self_v1[i][0] = '\0';
-	if (fd < 0)
+	if (fd_read_file_at(AT_FDCWD, "/proc/self/cgroup", buf, sizeof(buf)) < 0)
 		return;
-	ssize_t r = read(fd, buf, sizeof(buf) - 1);
-	if (r < 0)
-		return;
-	buf[r] = '\0';
 	char *save = NULL;
 	for (char *line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
 		char *c1 = strchr(line, ':');
@@ -108,13 +103,8 @@ static bool
 controller_listed(const char *file, const char *name)
 {
 	char buf[512];
-	_cleanup_close_ int fd = open(file, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	if (fd_read_file_at(AT_FDCWD, file, buf, sizeof(buf)) <= 0)
 		return false;
-	ssize_t n = read(fd, buf, sizeof(buf) - 1);
-	if (n <= 0)
-		return false;
-	buf[n] = '\0';
 	for (char *p = buf; (p = strstr(p, name)); p += strlen(name)) {
 		bool start = p == buf || isspace((unsigned char)p[-1]);
 		char end = p[strlen(name)];
@@ -548,13 +538,8 @@ still_member(pid_t pid, const struct cgroup_dir *d, bool v2)
 {
 	char p[64], buf[4096];
 	snprintf(p, sizeof(p), "/proc/%d/cgroup", (int)pid);
-	_cleanup_close_ int fd = open(p, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	if (fd_read_file_at(AT_FDCWD, p, buf, sizeof(buf)) <= 0)
 		return false;
-	ssize_t n = read(fd, buf, sizeof(buf) - 1);
-	if (n <= 0)
-		return false;
-	buf[n] = '\0';
 	size_t rl = strlen(d->rel);
 	for (char *line = buf; line && *line;) {
 		char *nl = strchr(line, '\n');

@@ -368,6 +368,35 @@ remove_dirs(struct cgroup *cg)
 	return r;
 }
 
+/*
+ * CELLOS_CGROUP_PARENT may name a cgroup path ("/ci/jobs") or, as CellOS's users write it, a
+ * directory of the mounted hierarchy ("/sys/fs/cgroup/ci/jobs", or on hybrid hosts
+ * "/sys/fs/cgroup/unified/ci/jobs" or "/sys/fs/cgroup/memory/ci/jobs"): both mean the same
+ * cgroup, which is created under in every hierarchy the cell uses.
+ */
+static const char *
+cgroup_parent_relative(const char *parent)
+{
+	static const char mnt[] = "/sys/fs/cgroup";
+	static const char *const hierarchies[] = {"unified", "memory", "pids", "cpu", "cpu,cpuacct",
+	    "cpuacct,cpu", "freezer", "systemd", NULL};
+
+	if (strncmp(parent, mnt, sizeof(mnt) - 1) != 0 ||
+	    (parent[sizeof(mnt) - 1] != '/' && parent[sizeof(mnt) - 1] != '\0'))
+		return parent;
+	const char *rest = parent + sizeof(mnt) - 1;
+	if (!is_cgroupfs("/sys/fs/cgroup", CGROUP2_SUPER_MAGIC))
+		for (size_t i = 0; hierarchies[i]; i++) {
+			size_t n = strlen(hierarchies[i]);
+			if (rest[0] == '/' && strncmp(rest + 1, hierarchies[i], n) == 0 &&
+			    (rest[n + 1] == '/' || rest[n + 1] == '\0')) {
+				rest += n + 1;
+				break;
+			}
+		}
+	return rest[0] ? rest : "/";
+}
+
 int
 cgroup_create(const char *name, const char *parent, const struct cgroup_limits *limits, char *err,
     size_t err_size, struct cgroup **ret)
@@ -377,6 +406,8 @@ cgroup_create(const char *name, const char *parent, const struct cgroup_limits *
 	int r;
 
 	cgroup_probe(&l);
+	if (parent)
+		parent = cgroup_parent_relative(parent);
 	if (parent && (parent[0] != '/' || strstr(parent, "..") || strlen(parent) > 400)) {
 		snprintf(err, err_size,
 		    "cgroup parent '%.64s' must be an absolute cgroup path "

@@ -1,0 +1,38 @@
+"""CELLOS_CGROUP_PARENT as a cgroup path and as a directory of the mounted hierarchy."""
+
+import os
+import uuid
+
+import pytest
+
+V2 = next((p for p in ("/sys/fs/cgroup/unified", "/sys/fs/cgroup")
+           if os.path.exists(os.path.join(p, "cgroup.procs"))), None)
+
+pytestmark = pytest.mark.skipif(V2 is None, reason="no cgroup v2 tree")
+
+
+@pytest.fixture
+def parent():
+    name = f"cvtest-{uuid.uuid4().hex[:8]}"
+    path = os.path.join(V2, name)
+    os.mkdir(path)
+    yield name, path
+    os.rmdir(path)
+
+
+@pytest.mark.parametrize("form", ["cgroup path", "hierarchy directory"])
+def test_cell_is_created_under_the_parent(run_cell, base_spec, parent, form):
+    name, path = parent
+    value = f"/{name}" if form == "cgroup path" else path
+    res = run_cell(base_spec(id="t-parent", argv=["/bin/sh", "-c", "grep '^0::' /proc/self/cgroup"]),
+                   env={"CELLOS_CGROUP_PARENT": value})
+    assert res.rc == 0, res
+    run_id = res.events[0]["data"]["runId"]
+    assert res.stdout.decode().strip() == f"0::/{name}/cellvisor-t-parent-{run_id[:8]}"
+    assert not any(d.startswith("cellvisor-") for d in os.listdir(path))  # removed after the run
+
+
+def test_a_parent_that_does_not_exist_is_refused(run_cell, base_spec):
+    res = run_cell(base_spec(id="t-parent"), env={"CELLOS_CGROUP_PARENT": "/no-such-parent-x"})
+    assert res.rc == 125, res
+    assert "no-such-parent-x" in res.stderr

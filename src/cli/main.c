@@ -1,4 +1,7 @@
+#include <sys/stat.h>
+
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +38,7 @@ usage_main(FILE *f)
 {
 	fprintf(f,
 	    "Usage: cellvisor COMMAND [OPTIONS] [ARGS]\n"
+	    "       cellvisor SPEC            (same as 'cellvisor run SPEC', as cellos-supervisor)\n"
 	    "       cellvisor --version | --help\n"
 	    "\n"
 	    "A supervisor for execution cells: a workload started with only the authority its\n"
@@ -101,6 +105,17 @@ main(int argc, char **argv)
 		return 0;
 	}
 	const struct cli_command *c = cli_find(argv[1]);
+	/*
+	 * cellos-supervisor's calling convention: the spec as the only argument, everything
+	 * else from the environment. `cellvisor SPEC` is `cellvisor run SPEC`.
+	 */
+	struct stat st;
+	size_t len = strlen(argv[1]);
+	bool looks_like_spec = strcmp(argv[1], "-") == 0 || strchr(argv[1], '/') ||
+	    (len > 5 && strcmp(argv[1] + len - 5, ".json") == 0) ||
+	    (stat(argv[1], &st) == 0 && S_ISREG(st.st_mode));
+	if (!c && argc == 2 && looks_like_spec)
+		return cmd_run(argc, argv);
 	if (!c) {
 		log_error("unknown command '%s' (see 'cellvisor --help')", argv[1]);
 		return EXIT_CANNOT;

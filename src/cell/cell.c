@@ -89,6 +89,7 @@ struct cell {
 
 	enum stop_cause stop_cause;
 	int runner_signal;
+	int late_signal; /* a runner stop signal that came while leftovers were being stopped */
 	bool forced;
 	bool main_reaped;
 	struct backend_exit exit;
@@ -528,6 +529,12 @@ prepare(struct cell *c)
 		snprintf(c->reject_reason, sizeof(c->reject_reason),
 		    "%s: not enforceable by backend %s: %s (profile hardened refuses it)",
 		    res.degraded[0].item, c->cfg->backend->name, res.degraded[0].reason);
+		/* Name the others too, so one fix-and-retry round is enough. */
+		for (size_t i = 1; i < res.n_degraded; i++) {
+			size_t len = strlen(c->reject_reason);
+			snprintf(c->reject_reason + len, sizeof(c->reject_reason) - len, "; also %s",
+			    res.degraded[i].item);
+		}
 		c->cfg->backend->destroy(c->bc);
 		c->bc = NULL;
 		return -EPERM;
@@ -1121,8 +1128,8 @@ finish(struct cell *c)
 	    "outputDroppedBytes", (json_int_t)(c->out[0].dropped + c->out[1].dropped));
 	if (data && teardown_error[0])
 		json_object_set_new(data, "teardownError", json_string(teardown_error));
-	redact_json(c->bus->redactor, revoked);
-	redact_json(c->bus->redactor, data);
+	redact_event_data(c->bus->redactor, revoked);
+	redact_event_data(c->bus->redactor, data);
 
 	free_env(c);
 	c->bus->redactor = NULL;
@@ -1132,6 +1139,8 @@ finish(struct cell *c)
 	if (revoked)
 		emit(c, EV_CELL_REVOKED, revoked);
 	emit(c, EV_CELL_DESTROYED, data);
+	if (c->late_signal)
+		c->exit_status = 128 + c->late_signal;
 	c->state = CELL_DESTROYED;
 	if (c->done)
 		c->done(c, c->userdata);
@@ -1227,9 +1236,13 @@ cell_run(struct cell *c)
 void
 cell_stop(struct cell *c, int sig)
 {
-	/* Once the workload is gone a stop changes nothing: the outcome is already known
-	 * (while leftovers are being stopped, it only cuts their grace short). */
+	/* Once the workload is gone the outcome is known; while leftovers are being stopped
+	 * a stop cuts their grace short. */
 	if (c->state == CELL_DESTROYING) {
+		/* DESIGN §5: a runner told to stop exits 130/143 while anything of the cell is
+		 * left; the events already written (completed) stay as they are. */
+		if (!c->late_signal)
+			c->late_signal = sig;
 		dispatch(c, CE_STOP);
 		return;
 	}

@@ -128,3 +128,23 @@ redact_text(const struct redactor *r, char *buf, size_t size)
 		free(n);
 	}
 }
+
+int
+redact_event_data(const struct redactor *r, json_t *data)
+{
+	static const char *const identifiers[] = {"cellId", "specId", "runId", NULL};
+	const char *key;
+	json_t *v;
+	int changed = 0;
+
+	if (!json_is_object(data))
+		return redact_json(r, data);
+	json_object_foreach (data, key, v) {
+		bool id = false;
+		for (size_t i = 0; identifiers[i]; i++)
+			id |= strcmp(key, identifiers[i]) == 0;
+		if (!id)
+			changed += redact_json(r, v);
+	}
+	return changed;
+}

@@ -21,5 +21,12 @@ struct redactor {
 /* Redact every string (keys included) in j in place. Returns how many strings changed. */
 int redact_json(const struct redactor *r, json_t *j);
 
+/*
+ * Redact an event's data object: every string except the identifiers cellvisor itself
+ * assigns or the operator chose as public (cellId, specId, runId), which must stay exact
+ * for consumers (a short secret would otherwise cut into a UUID).
+ */
+int redact_event_data(const struct redactor *r, json_t *data);
+
 /* Redact a NUL-terminated message in place into buf (size bytes). */
 void redact_text(const struct redactor *r, char *buf, size_t size);

@@ -137,7 +137,7 @@ event_bus_emit(struct event_bus *bus, json_t *ev)
 	if (!ev)
 		return -ENOMEM;
 	/* The envelope is cellvisor's own; only data can carry a workload's values. */
-	redact_json(bus->redactor, json_object_get(ev, "data"));
+	redact_event_data(bus->redactor, json_object_get(ev, "data"));
 	char *line = json_dumps(ev, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	json_decref(ev);
 	if (!line)

@@ -21,7 +21,8 @@ load_file(const char *ref, const char *var, char *err, size_t err_size, struct s
 		snprintf(err, err_size, "secret '%s': %s is not set", ref, var);
 		return -ENOENT;
 	}
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+	/* O_NONBLOCK: a FIFO must not hang the runner in open(); it is refused below. */
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK);
 	if (fd < 0) {
 		int e = errno;
 		if (e == ELOOP)

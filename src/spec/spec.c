@@ -830,6 +830,82 @@ prescan(const char *buf, size_t len, struct spec_errors *errs)
 	return true;
 }
 
+/*
+ * The JSON path ("spec.run.argv", "spec.run.argv[2]") of the member whose key ends just
+ * before byte offset end, found by a small scan of the (already depth-checked) document.
+ * Used only to name a duplicate key, which jansson reports by position. False when the
+ * position is not right after an object key.
+ */
+static bool
+path_at(const char *buf, size_t end, char *ret, size_t size)
+{
+	struct level {
+		bool object;
+		bool expect_key;
+		size_t index;
+		char key[72];
+	} st[SPEC_MAX_DEPTH + 1];
+	int depth = -1;
+	bool last_was_key = false;
+
+	for (size_t i = 0; i < end; i++) {
+		char ch = buf[i];
+		if (ch == '"') {
+			/* Scan the string; keep it when it is a key. */
+			size_t j = i + 1, k = 0;
+			bool key = depth >= 0 && st[depth].object && st[depth].expect_key;
+			while (j < end && buf[j] != '"') {
+				if (buf[j] == '\\')
+					j++;
+				else if (key && k + 1 < sizeof(st[depth].key)) {
+					unsigned char c = (unsigned char)buf[j];
+					st[depth].key[k++] =
+					    (isalnum(c) || c == '_' || c == '-' || c == '.') ? (char)c : '?';
+				}
+				j++;
+			}
+			if (key) {
+				st[depth].key[k] = '\0';
+				st[depth].expect_key = false;
+			}
+			last_was_key = key;
+			i = j;
+			continue;
+		}
+		if (ch == '{' || ch == '[') {
+			if (depth + 1 > SPEC_MAX_DEPTH)
+				return false;
+			depth++;
+			st[depth] = (struct level){.object = ch == '{', .expect_key = ch == '{'};
+		} else if (ch == '}' || ch == ']') {
+			if (depth >= 0)
+				depth--;
+		} else if (ch == ',' && depth >= 0) {
+			if (st[depth].object)
+				st[depth].expect_key = true;
+			else
+				st[depth].index++;
+		}
+		if (!isspace((unsigned char)ch))
+			last_was_key = false;
+	}
+	if (depth < 0 || !st[depth].object || !last_was_key)
+		return false;
+	size_t n = 0;
+	ret[0] = '\0';
+	for (int d = 0; d <= depth; d++) {
+		int w;
+		if (st[d].object)
+			w = snprintf(ret + n, size - n, "%s%s", n ? "." : "", st[d].key);
+		else
+			w = snprintf(ret + n, size - n, "[%zu]", st[d].index);
+		if (w < 0 || (size_t)w >= size - n)
+			return false;
+		n += (size_t)w;
+	}
+	return true;
+}
+
 int
 spec_parse(const char *buf, size_t len, struct cell_spec **ret_spec, struct spec_errors *errs)
 {
@@ -852,6 +928,13 @@ spec_parse(const char *buf, size_t len, struct cell_spec **ret_spec, struct spec
 	    json_loadb(buf, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
 	if (!root) {
 		struct spec_error *e = &errs->e[errs->n++];
+		/* A duplicate key is valid JSON but not a valid document: name it by its path. */
+		if (strncmp(jerr.text, "duplicate object key", 20) == 0 && jerr.position > 0 &&
+		    path_at(buf, (size_t)jerr.position, e->path, sizeof(e->path))) {
+			snprintf(e->message, sizeof(e->message),
+			    "duplicate key (line %d, column %d)", jerr.line, jerr.column);
+			return -EINVAL;
+		}
 		snprintf(e->path, sizeof(e->path), "spec");
 		snprintf(e->message, sizeof(e->message), "invalid JSON at line %d, column %d: %s",
 		    jerr.line, jerr.column, jerr.text);

@@ -310,18 +310,22 @@ cgroup_free(struct cgroup *cg)
 	free(cg);
 }
 
-static void
-rmdir_children(int dirfd, int depth)
+/*
+ * Call fn for each sub-cgroup (directory) of dirfd, with an fd on it (opened without following
+ * symlinks) and its name. Returns the sum of fn's positive results.
+ */
+static int
+for_each_child(int dirfd, int (*fn)(int parent, int sub, const char *name, void *userdata),
+    void *userdata)
 {
-	if (depth >= CGROUP_MAX_DEPTH)
-		return;
+	int total = 0;
 	int dfd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0)
-		return;
+		return 0;
 	DIR *d = fdopendir(dfd);
 	if (!d) {
 		close(dfd);
-		return;
+		return 0;
 	}
 	struct dirent *de;
 	while ((de = readdir(d))) {
@@ -329,11 +333,33 @@ rmdir_children(int dirfd, int depth)
 			continue;
 		_cleanup_close_ int sub =
 		    openat(dirfd, de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-		if (sub >= 0)
-			rmdir_children(sub, depth + 1);
-		(void)unlinkat(dirfd, de->d_name, AT_REMOVEDIR);
+		if (sub < 0)
+			continue;
+		int r = fn(dirfd, sub, de->d_name, userdata);
+		if (r > 0)
+			total += r;
 	}
 	closedir(d);
+	return total;
+}
+
+static int rmdir_children(int dirfd, int depth);
+
+static int
+rmdir_child(int parent, int sub, const char *name, void *userdata)
+{
+	rmdir_children(sub, *(int *)userdata + 1);
+	(void)unlinkat(parent, name, AT_REMOVEDIR);
+	return 0;
+}
+
+/* Remove the sub-cgroups of dirfd depth-first (they must be empty of processes). */
+static int
+rmdir_children(int dirfd, int depth)
+{
+	if (depth >= CGROUP_MAX_DEPTH)
+		return 0;
+	return for_each_child(dirfd, rmdir_child, &depth);
 }
 
 static int
@@ -348,7 +374,7 @@ remove_dirs(struct cgroup *cg)
 			continue;
 		/* Sub-cgroups the workload made go first (depth-first). */
 		if (dirs[i]->dirfd >= 0)
-			rmdir_children(dirs[i]->dirfd, 0);
+			(void)rmdir_children(dirs[i]->dirfd, 0);
 		dir_close(dirs[i]);
 		/* rmdir can see EBUSY for a moment after the last task exits. */
 		for (int tries = 0; tries < 200; tries++) {
@@ -443,9 +469,9 @@ cgroup_create(const char *name, const char *parent, const struct cgroup_limits *
 				bool want;
 				const char *on, *name;
 			} ctl[] = {
-				{l.v2_memory && limits->memory_max_bytes, "+memory", "memory"},
-				{l.v2_pids && limits->pids_max, "+pids", "pids"},
-				{l.v2_cpu && limits->cpu_millicores, "+cpu", "cpu"},
+			    {l.v2_memory && limits->memory_max_bytes, "+memory", "memory"},
+			    {l.v2_pids && limits->pids_max, "+pids", "pids"},
+			    {l.v2_cpu && limits->cpu_millicores, "+cpu", "cpu"},
 			};
 			for (size_t i = 0; i < ARRAY_SIZE(ctl); i++) {
 				if (!ctl[i].want)
@@ -453,15 +479,16 @@ cgroup_create(const char *name, const char *parent, const struct cgroup_limits *
 				if (fd >= 0 && write(fd, ctl[i].on, strlen(ctl[i].on)) >= 0)
 					continue;
 				/*
-				 * Usually EBUSY: cgroup v2 gives no controllers to the children of a
-				 * cgroup that holds processes (ours, a login session's). Say so
+				 * Usually EBUSY: cgroup v2 gives no controllers to the children of
+				 * a cgroup that holds processes (ours, a login session's). Say so
 				 * rather than fail later on a missing limit file.
 				 */
 				int e = fd < 0 ? EACCES : errno;
 				if (controller_listed(sc, ctl[i].name))
 					continue; /* already enabled by someone else */
 				snprintf(err, err_size,
-				    "cannot delegate the %s controller to children of %s%s (%s): run "
+				    "cannot delegate the %s controller to children of %s%s (%s): "
+				    "run "
 				    "cellvisor in a cgroup with no other processes, or set "
 				    "CELLOS_CGROUP_PARENT to a delegated one",
 				    ctl[i].name, l.v2_root, strcmp(base, "/") == 0 ? "" : base,
@@ -589,6 +616,23 @@ still_member(pid_t pid, const struct cgroup_dir *d, bool v2)
 	return false;
 }
 
+struct walk_ctx {
+	int depth;
+	int (*fn)(pid_t pid, void *userdata);
+	void *userdata;
+};
+
+static int walk_pids(int dirfd, int depth, int (*fn)(pid_t pid, void *userdata), void *userdata);
+
+static int
+walk_child(int parent, int sub, const char *name, void *userdata)
+{
+	(void)parent, (void)name;
+	struct walk_ctx *ctx = userdata;
+	int r = walk_pids(sub, ctx->depth + 1, ctx->fn, ctx->userdata);
+	return r > 0 ? r : 0;
+}
+
 /*
  * Call fn for every pid listed in dirfd's cgroup.procs and in those of its descendants
  * (a workload with write access may have made sub-cgroups). Streams the files, so a cell
@@ -627,28 +671,8 @@ walk_pids(int dirfd, int depth, int (*fn)(pid_t pid, void *userdata), void *user
 	}
 	if (depth >= CGROUP_MAX_DEPTH)
 		return total;
-	int dfd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0)
-		return total;
-	DIR *d = fdopendir(dfd);
-	if (!d) {
-		close(dfd);
-		return total;
-	}
-	struct dirent *de;
-	while ((de = readdir(d))) {
-		if (de->d_type != DT_DIR || de->d_name[0] == '.')
-			continue;
-		_cleanup_close_ int sub =
-		    openat(dirfd, de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-		if (sub >= 0) {
-			int r = walk_pids(sub, depth + 1, fn, userdata);
-			if (r > 0)
-				total += r;
-		}
-	}
-	closedir(d);
-	return total;
+	struct walk_ctx ctx = {depth, fn, userdata};
+	return total + for_each_child(dirfd, walk_child, &ctx);
 }
 
 struct signal_ctx {

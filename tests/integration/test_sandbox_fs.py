@@ -185,6 +185,37 @@ def test_dev_is_minimal(run_cell, base_spec):
     assert {"null", "zero", "urandom", "pts", "shm"} <= set(got["dev"]), got
 
 
+def test_dev_nodes_are_the_hosts_devices_in_a_read_only_dev(run_cell, base_spec):
+    script = r"""
+import errno, json, os, stat
+out = {}
+for n in ("null", "zero", "full", "random", "urandom", "tty"):
+    st = os.lstat("/dev/" + n)
+    out[n] = [stat.S_ISCHR(st.st_mode), os.major(st.st_rdev), os.minor(st.st_rdev),
+              oct(st.st_mode & 0o7777)]
+def err(f):
+    try:
+        f()
+        return "ok"
+    except OSError as e:
+        return errno.errorcode[e.errno]
+out["create"] = err(lambda: open("/dev/newfile", "w"))
+out["mknod_shm"] = err(lambda: os.mknod("/dev/shm/n", stat.S_IFCHR | 0o666, os.makedev(1, 3)))
+out["write_full"] = err(lambda: os.write(os.open("/dev/full", os.O_WRONLY), b"x"))
+print(json.dumps(out))
+"""
+    res = run_cell(sb_spec(base_spec, argv=[PY, "-I", "-S", "-c", script]), args=SB)
+    assert res.rc == 0, res
+    got = json.loads(res.stdout)
+    want = {"null": (1, 3), "zero": (1, 5), "full": (1, 7), "random": (1, 8),
+            "urandom": (1, 9), "tty": (5, 0)}
+    for n, (major, minor) in want.items():
+        assert got[n] == [True, major, minor, "0o666"], (n, got)
+    assert got["create"] == "EROFS", got
+    assert got["mknod_shm"] == "EPERM", got  # no CAP_MKNOD, and /dev/shm is nodev
+    assert got["write_full"] == "ENOSPC", got
+
+
 @pytest.mark.parametrize("path", ["/proc", "/proc/sys", "/dev", "/dev/shm"])
 def test_proc_and_dev_cannot_be_declared(run_cell, base_spec, path):
     res = run_cell(sb_spec(base_spec, filesystem={"readOnly": [path]}), args=SB)

@@ -44,18 +44,17 @@ static const char *const default_system_dirs[] = {
     NULL,
 };
 
-/* Character devices bound from the host into /dev, checked by major:minor. */
+/* Character devices made in the cell's /dev (the same major:minor as the host's). */
 static const struct {
 	const char *name;
 	unsigned major, minor;
-	bool required;
 } dev_nodes[] = {
-    {"null", 1, 3, true},
-    {"zero", 1, 5, false},
-    {"full", 1, 7, false},
-    {"random", 1, 8, false},
-    {"urandom", 1, 9, false},
-    {"tty", 5, 0, false},
+    {"null", 1, 3},
+    {"zero", 1, 5},
+    {"full", 1, 7},
+    {"random", 1, 8},
+    {"urandom", 1, 9},
+    {"tty", 5, 0},
 };
 
 static const struct {
@@ -74,7 +73,7 @@ enum item_kind {
 	ITEM_TMPFS,
 	ITEM_PROC,
 	ITEM_DEV,  /* the /dev tmpfs itself */
-	ITEM_NODE, /* a host device node bound into /dev */
+	ITEM_NODE, /* a device node in /dev */
 	ITEM_DEVPTS,
 	ITEM_SYMLINK,
 	ITEM_SECRETS,
@@ -89,7 +88,6 @@ struct item {
 	bool follow_source; /* host symlinks allowed in the source path */
 	bool from_spec;
 	bool workload_owned; /* tmpfs owned by the workload's uid */
-	bool required;       /* device nodes: the cell cannot run without it */
 	char *owned;         /* a string this item allocated (target or source) */
 	const char *mode;    /* tmpfs mode */
 	unsigned attrs;      /* MOUNT_ATTR_* for tmpfs */
@@ -298,7 +296,8 @@ collect(struct builder *b, bool root_is_host)
 	if (!(it = add_item(b, ITEM_DEV, "/dev")))
 		return -ENOMEM;
 	it->mode = "0755";
-	it->attrs = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC;
+	/* Not nodev: the device nodes below are made in it. Read-only once populated. */
+	it->attrs = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC;
 	for (size_t i = 0; i < ARRAY_SIZE(dev_nodes); i++) {
 		char *t;
 		if (asprintf(&t, "/dev/%s", dev_nodes[i].name) < 0)
@@ -308,10 +307,8 @@ collect(struct builder *b, bool root_is_host)
 			return -ENOMEM;
 		}
 		it->owned = t;
-		it->source = t; /* the host node has the same path */
 		it->major = dev_nodes[i].major;
 		it->minor = dev_nodes[i].minor;
-		it->required = dev_nodes[i].required;
 	}
 	if (!(it = add_item(b, ITEM_DEVPTS, "/dev/pts")))
 		return -ENOMEM;
@@ -746,24 +743,20 @@ realize(struct builder *b, const struct item *it)
 		break;
 	}
 	case ITEM_NODE: {
-		tree = open_tree(AT_FDCWD, it->source,
-		    OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_SYMLINK_NOFOLLOW);
-		struct stat nst;
-		if (tree < 0 || fstat(tree, &nst) < 0 || !S_ISCHR(nst.st_mode) ||
-		    nst.st_rdev != makedev(it->major, it->minor)) {
-			if (!it->required)
-				return 0;
-			return fail(b, -ENODEV,
-			    "the host's %s is missing or not the expected device "
-			    "%u:%u",
-			    it->source, it->major, it->minor);
-		}
-		if ((r = set_attrs(tree, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NODEV)) <
-		    0)
-			return fail(b, r, "%s: cannot set mount attributes: %s", it->target,
-			    strerror(-r));
-		want_dir = false;
-		break;
+		/*
+		 * Made in the cell's own /dev tmpfs (the spec cannot declare /dev), not bound from
+		 * the host: one mknodat() instead of a mount to create, attach and tear down per
+		 * device. The runner holds CAP_MKNOD; the tmpfs is read-only once populated.
+		 */
+		const struct mounted *m = enclosing(b, it->target, false);
+		const char *name = it->target + strlen("/dev/");
+		if (!m->own || strcmp(m->target, "/dev") != 0)
+			return fail(b, -EINVAL, "%s: not in the cell's own /dev", it->target);
+		if (mknodat(m->fd, name, S_IFCHR | 0666, makedev(it->major, it->minor)) < 0 ||
+		    fchmodat(m->fd, name, 0666, 0) < 0)
+			return fail(b, -errno, "%s: cannot create the device node: %s", it->target,
+			    strerror(errno));
+		return 0;
 	}
 	case ITEM_TMPFS:
 	case ITEM_DEV: {

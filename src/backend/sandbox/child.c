@@ -52,25 +52,21 @@ report(int sync_fd, const char *step, int error)
 	(void)send(sync_fd, &rep, sizeof(rep), MSG_NOSIGNAL);
 }
 
-/* The runner's seccomp program, received with "go" (the largest a kernel accepts). */
-static struct sock_filter filter_buf[BPF_MAXINSNS];
-
 /*
- * Receive "go" (struct sb_child_go): the seccomp program into filter_buf and the landlock
- * ruleset fd. 0, -EPIPE when the runner is gone, or -errno.
+ * Receive "go" (struct sb_child_go) and the landlock ruleset fd. 0, -EPIPE when the runner
+ * is gone, or -errno.
  */
 static int
-receive_go(int sync_fd, struct sb_child_go *ret_go, struct sb_filter *ret_filter,
-    int *ret_landlock_fd)
+receive_go(int sync_fd, struct sb_child_go *ret_go, int *ret_landlock_fd)
 {
 	struct sb_child_go go;
 	union {
 		char buf[CMSG_SPACE(sizeof(int))];
 		struct cmsghdr align;
 	} u;
-	struct iovec iov[2] = {{&go, sizeof(go)}, {filter_buf, sizeof(filter_buf)}};
-	struct msghdr mh = {.msg_iov = iov,
-	    .msg_iovlen = 2,
+	struct iovec iov = {&go, sizeof(go)};
+	struct msghdr mh = {.msg_iov = &iov,
+	    .msg_iovlen = 1,
 	    .msg_control = u.buf,
 	    .msg_controllen = sizeof(u.buf)};
 	ssize_t n;
@@ -87,12 +83,9 @@ receive_go(int sync_fd, struct sb_child_go *ret_go, struct sb_filter *ret_filter
 		if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
 		    cm->cmsg_len == CMSG_LEN(sizeof(int)))
 			memcpy(ret_landlock_fd, CMSG_DATA(cm), sizeof(int));
-	if ((mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || (size_t)n < sizeof(go) ||
-	    (size_t)n != sizeof(go) + go.n_insns * sizeof(struct sock_filter) ||
+	if ((mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || (size_t)n != sizeof(go) ||
 	    (go.has_landlock != 0) != (*ret_landlock_fd >= 0))
 		return -EBADMSG;
-	ret_filter->prog.len = (unsigned short)go.n_insns;
-	ret_filter->prog.filter = go.n_insns ? filter_buf : NULL;
 	*ret_go = go;
 	return 0;
 }
@@ -499,7 +492,6 @@ sb_child_main(const struct sb_child_config *c)
 {
 	sigset_t all;
 	const char *step;
-	struct sb_filter filter = {{0}};
 	struct sb_child_go go = {0};
 	int landlock_fd;
 	int r;
@@ -530,7 +522,7 @@ sb_child_main(const struct sb_child_config *c)
 		fail(sync_fd, "userns limits", -r, SB_EXIT_SETUP);
 
 	/* The runner writes uid_map and gid_map, then says go. EOF: the runner is gone. */
-	r = receive_go(sync_fd, &go, &filter, &landlock_fd);
+	r = receive_go(sync_fd, &go, &landlock_fd);
 	if (r == -EPIPE)
 		_exit(SB_EXIT_SETUP);
 	if (r < 0)
@@ -576,7 +568,7 @@ sb_child_main(const struct sb_child_config *c)
 	 * share one (inherited, compiled once). What the workload still does before execve
 	 * (setsid, fchdir, setrlimit, landlock_restrict_self, close_range) is not denied.
 	 */
-	if (filter.prog.len && (r = sb_seccomp_install(&filter)) < 0)
+	if ((r = sb_seccomp_install_prog(sb_seccomp_program())) < 0)
 		fail(sync_fd, "seccomp", -r, SB_EXIT_SETUP);
 
 	/*

@@ -50,15 +50,13 @@ struct sb_view;
 #define SB_CHILD_MAX_CGROUP_FDS 8
 
 /*
- * The runner's "go", sent once uid_map and gid_map are written: this header, then the
- * seccomp program's n_insns instructions in the same SOCK_SEQPACKET message, and the
- * landlock ruleset fd as SCM_RIGHTS when has_landlock is set.
+ * The runner's "go", sent once uid_map and gid_map are written: this header, with the
+ * landlock ruleset fd as SCM_RIGHTS when has_landlock is set. (The seccomp program is a
+ * constant the cell already has: sb_seccomp_program().)
  */
 struct sb_child_go {
-	uint32_t n_insns; /* 0: no seccomp filter */
 	uint32_t has_landlock;
 	uint32_t n_assembled; /* leading view plan entries already in place (sb_view_assemble()) */
-	uint32_t reserved;
 	/* Bit s-1 set: signal s had a disposition other than SIG_DFL in the runner at the
 	 * clone (the cell inherited it); the workload resets exactly these before execve. */
 	uint64_t sig_not_default;

@@ -5,8 +5,8 @@
  * as detached mounts (view.h). start() clones the cell's setup process into a new user and
  * pid namespace and into the cell's v2 cgroup; while the setup process creates its mount,
  * network (unless "host"), UTS, IPC and cgroup namespaces (the network namespace alone
- * costs about 0.4 ms), the runner writes its uid/gid maps, builds the seccomp filter and
- * the landlock ruleset, assembles the view's trees inside its detached root
+ * costs about 0.4 ms), the runner writes its uid/gid maps, builds the landlock ruleset
+ * (the seccomp program is a constant compiled in: seccomp_program.c), assembles the view's trees inside its detached root
  * (sb_view_assemble()), and sends them with "go" (child.h). start() returns the pidfd of
  * the cell's init (PID 1), whose exit is the cell's end; reap() reports the *workload's*
  * wait status, which init hands over on the status pipe. When the spec exports artifacts,
@@ -335,21 +335,16 @@ signals_not_default(void)
 }
 
 /*
- * While the cell creates its network namespace: build the seccomp filter and the landlock
- * ruleset, assemble the view's trees inside its detached root, look up the signal
- * dispositions the workload must reset, and send all that with "go" (child.h: struct
- * sb_child_go). Everything done here is work the cell's setup does not wait for.
+ * While the cell creates its network namespace: build the landlock ruleset, assemble the
+ * view's trees inside its detached root, look up the signal dispositions the workload must
+ * reset, and send all that with "go" (child.h: struct sb_child_go). Everything done here
+ * is work the cell's setup does not wait for.
  */
 static int
 send_go(struct backend_cell *bc, int sync_fd, const char **ret_step)
 {
-	_cleanup_(sb_seccomp_free) struct sb_filter filter = {{0}};
 	_cleanup_close_ int landlock_fd = -EBADF;
-	int r;
 
-	*ret_step = "seccomp";
-	if ((r = sb_seccomp_build(&filter)) < 0)
-		return r;
 	if (sb_landlock_abi() > 0) {
 		struct sb_landlock_rules rules = {
 		    .read_only = (const char *const *)bc->view.landlock_ro,
@@ -362,18 +357,16 @@ send_go(struct backend_cell *bc, int sync_fd, const char **ret_step)
 	}
 
 	struct sb_child_go go = {
-	    .n_insns = filter.prog.len,
 	    .has_landlock = landlock_fd >= 0,
 	    .n_assembled = (uint32_t)sb_view_assemble(&bc->view),
 	    .sig_not_default = signals_not_default(),
 	};
-	struct iovec iov[2] = {{&go, sizeof(go)},
-	    {filter.prog.filter, filter.prog.len * sizeof(struct sock_filter)}};
+	struct iovec iov = {&go, sizeof(go)};
 	union {
 		char buf[CMSG_SPACE(sizeof(int))];
 		struct cmsghdr align;
 	} u;
-	struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 2};
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
 	if (landlock_fd >= 0) {
 		memset(&u, 0, sizeof(u));
 		mh.msg_control = u.buf;
@@ -388,7 +381,7 @@ send_go(struct backend_cell *bc, int sync_fd, const char **ret_step)
 	ssize_t n = sendmsg(sync_fd, &mh, MSG_NOSIGNAL);
 	if (n < 0)
 		return -errno;
-	return (size_t)n == sizeof(go) + iov[1].iov_len ? 0 : -EIO;
+	return (size_t)n == sizeof(go) ? 0 : -EIO;
 }
 
 /*

@@ -2,8 +2,10 @@
  * seccomp.c - see seccomp.h; the reason for every rule is in docs/seccomp.md, in the same
  * order as the tables below.
  *
- * sb_seccomp_build() runs in the parent and may allocate; sb_seccomp_install() runs in the
- * forked child and makes raw syscalls only.
+ * This is the build-time half: sb-seccomp-gen (seccomp_gen.c) runs sb_seccomp_build() and
+ * writes the program into a header that seccomp_program.c compiles into cellvisor, which
+ * neither links libseccomp nor builds anything when a cell starts. The unit tests link
+ * this file too, and check that the embedded program is what the rules build today.
  */
 #include "backend/sandbox/seccomp.h"
 
@@ -510,26 +512,6 @@ int
 sb_seccomp_build(struct sb_filter *ret)
 {
 	return sb_seccomp_build_until(ret, SB_SECCOMP_FIRST_UNAUDITED_NR);
-}
-
-int
-sb_seccomp_install(const struct sb_filter *f)
-{
-	if (!f || !f->prog.filter || f->prog.len == 0)
-		return -EINVAL;
-
-	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-		return -errno;
-	/* Flags 0: no TSYNC (the child is single-threaded) and no SPEC_ALLOW, so the kernel
-	 * keeps its speculative-store-bypass mitigation for the workload. */
-	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &f->prog) == 0)
-		return 0;
-	if (errno != ENOSYS)
-		return -errno;
-	/* seccomp(2) is 3.17; prctl takes the same program. */
-	if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &f->prog, 0, 0) < 0)
-		return -errno;
-	return 0;
 }
 
 void

@@ -1,11 +1,11 @@
 /*
  * seccomp.h - the sandbox's default seccomp filter.
  *
- * The filter is built with libseccomp in the parent (which may allocate) and exported as a
- * classic BPF program into a buffer owned by struct sb_filter. The child installs it with
- * sb_seccomp_install(), which only calls prctl/seccomp(2) and is async-signal-safe, as the
- * last step before execve (after no_new_privs). Every rule and its reason is listed in
- * docs/seccomp.md.
+ * The filter is built with libseccomp at build time (seccomp.c, by sb-seccomp-gen) and
+ * compiled into cellvisor as a constant classic BPF program (seccomp_program.c:
+ * sb_seccomp_program()). The cell's setup installs it with sb_seccomp_install_prog(),
+ * which only calls prctl/seccomp(2) and is async-signal-safe, before the workload is
+ * forked (after no_new_privs). Every rule and its reason is listed in docs/seccomp.md.
  *
  * Shape of the filter: default ALLOW with a denylist (EPERM; ENOSYS for clone3 so glibc
  * falls back to clone, whose flags the filter can see, and for openat2, whose mode the
@@ -41,7 +41,15 @@ struct sb_filter {
 	struct sock_fprog prog; /* prog.filter is heap memory owned by this struct */
 };
 
-/* Build the default filter for the native architecture. 0 or -errno. */
+/* The default filter, as generated at build time: constant, never freed. */
+const struct sock_fprog *sb_seccomp_program(void);
+
+/* Install prog on the calling thread. Async-signal-safe. 0 or -errno (-EINVAL for NULL or
+ * empty). Sets PR_SET_NO_NEW_PRIVS itself, as sb_seccomp_install() does. */
+int sb_seccomp_install_prog(const struct sock_fprog *prog);
+
+/* Build the default filter for the native architecture with libseccomp (build time and
+ * tests: seccomp.c, which the runtime binary does not link). 0 or -errno. */
 int sb_seccomp_build(struct sb_filter *ret);
 
 /*

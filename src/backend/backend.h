@@ -54,6 +54,11 @@ struct backend_prepare_args {
 	/* Secret values to deliver as files (SPEC_SECRET_FILE), parallel to spec->secret_refs. */
 	const char *const *secret_values;
 	const size_t *secret_lengths;
+	/* What the first start() will run (the same pointers it will get): a backend may begin
+	 * setting the cell up ahead of it (the sandbox clones its setup process). Optional. */
+	const char *const *argv;
+	const char *const *envp;
+	const char *cwd;
 };
 
 struct backend_prepare_result {

@@ -517,6 +517,9 @@ prepare(struct cell *c)
 	    .cgroup_parent = c->cfg->cgroup_parent,
 	    .secret_values = c->secrets->values,
 	    .secret_lengths = c->secrets->lengths,
+	    .argv = (const char *const *)c->spec->argv.v,
+	    .envp = (const char *const *)c->envp,
+	    .cwd = c->spec->cwd,
 	};
 	struct backend_prepare_result res = {0};
 	r = c->cfg->backend->prepare(&args, &res, &c->bc);

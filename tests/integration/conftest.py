@@ -40,7 +40,8 @@ BASE_ENV = {
     "LC_ALL": "C",
 }
 # Passed through unchanged so `make check` can run the suite against a sanitizer build.
-PASSTHROUGH_ENV = ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS", "MSAN_OPTIONS")
+PASSTHROUGH_ENV = ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS", "MSAN_OPTIONS",
+                   "CELLVISOR_SANDBOX_ASSEMBLE")
 
 # Event types (DESIGN.md §6).
 STARTED = "dev.cellos.events.cell.lifecycle.v1.started"

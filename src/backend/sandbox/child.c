@@ -52,42 +52,120 @@ report(int sync_fd, const char *step, int error)
 	(void)send(sync_fd, &rep, sizeof(rep), MSG_NOSIGNAL);
 }
 
+/* "go" as received: static, since nothing here allocates. */
+static struct sb_child_attach go_attach[SB_VIEW_MAX_MOUNTS];
+static int go_fds[SB_CHILD_GO_MAX_FDS];
+static struct sb_attach attach_list[SB_VIEW_MAX_MOUNTS];
+
+/* Append the SCM_RIGHTS fds of mh to go_fds[*n] (at most max in all). */
+static int
+take_fds(struct msghdr *mh, size_t *n, size_t max)
+{
+	int r = 0;
+	for (struct cmsghdr *cm = CMSG_FIRSTHDR(mh); cm; cm = CMSG_NXTHDR(mh, cm)) {
+		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+			continue;
+		size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < k; i++) {
+			int fd;
+			memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+			if (*n < max)
+				go_fds[(*n)++] = fd;
+			else {
+				close(fd);
+				r = -EBADMSG;
+			}
+		}
+	}
+	return r;
+}
+
+static ssize_t
+recvmsg_retry(int fd, struct msghdr *mh)
+{
+	ssize_t n;
+	do
+		n = recvmsg(fd, mh, MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	return n;
+}
+
+static bool
+index_ok(int32_t i, uint32_t n_fds, bool optional)
+{
+	return (optional && i == -1) || (i >= 0 && (uint32_t)i < n_fds);
+}
+
 /*
- * Receive "go" (struct sb_child_go) and the landlock ruleset fd. 0, -EPIPE when the runner
- * is gone, or -errno.
+ * Receive "go" (child.h: struct sb_child_go), its attach entries into go_attach and its
+ * fds into go_fds. 0, -EPIPE when the runner is gone, or -errno.
  */
 static int
-receive_go(int sync_fd, struct sb_child_go *ret_go, int *ret_landlock_fd)
+receive_go(int sync_fd, struct sb_child_go *ret_go)
 {
 	struct sb_child_go go;
 	union {
-		char buf[CMSG_SPACE(sizeof(int))];
+		char buf[CMSG_SPACE(SB_CHILD_GO_FDS_PER_MSG * sizeof(int))];
 		struct cmsghdr align;
 	} u;
-	struct iovec iov = {&go, sizeof(go)};
-	struct msghdr mh = {.msg_iov = &iov,
-	    .msg_iovlen = 1,
+	struct iovec iov[2] = {{&go, sizeof(go)}, {go_attach, sizeof(go_attach)}};
+	struct msghdr mh = {.msg_iov = iov,
+	    .msg_iovlen = 2,
 	    .msg_control = u.buf,
 	    .msg_controllen = sizeof(u.buf)};
-	ssize_t n;
+	size_t n_fds = 0;
 
-	*ret_landlock_fd = -1;
-	do
-		n = recvmsg(sync_fd, &mh, MSG_CMSG_CLOEXEC);
-	while (n < 0 && errno == EINTR);
+	ssize_t n = recvmsg_retry(sync_fd, &mh);
 	if (n == 0)
 		return -EPIPE;
 	if (n < 0)
 		return -errno;
-	for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm))
-		if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
-		    cm->cmsg_len == CMSG_LEN(sizeof(int)))
-			memcpy(ret_landlock_fd, CMSG_DATA(cm), sizeof(int));
-	if ((mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || (size_t)n != sizeof(go) ||
-	    (go.has_landlock != 0) != (*ret_landlock_fd >= 0))
+	int r = take_fds(&mh, &n_fds, SB_CHILD_GO_MAX_FDS);
+	if (r < 0 || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || (size_t)n < sizeof(go) ||
+	    go.n_attach > SB_VIEW_MAX_MOUNTS || go.n_fds > SB_CHILD_GO_MAX_FDS ||
+	    (size_t)n != sizeof(go) + go.n_attach * sizeof(struct sb_child_attach))
 		return -EBADMSG;
+	while (n_fds < go.n_fds) {
+		char byte;
+		struct iovec one = {&byte, 1};
+		mh = (struct msghdr){.msg_iov = &one,
+		    .msg_iovlen = 1,
+		    .msg_control = u.buf,
+		    .msg_controllen = sizeof(u.buf)};
+		size_t before = n_fds;
+		n = recvmsg_retry(sync_fd, &mh);
+		if (n == 0)
+			return -EPIPE;
+		if (n < 0)
+			return -errno;
+		if (take_fds(&mh, &n_fds, go.n_fds) < 0 || (mh.msg_flags & MSG_CTRUNC) ||
+		    n_fds == before)
+			return -EBADMSG;
+	}
+	if (n_fds != go.n_fds || !index_ok(go.landlock, go.n_fds, true) ||
+	    !index_ok(go.root, go.n_fds, false))
+		return -EBADMSG;
+	for (int i = 0; i < 3; i++)
+		if (!index_ok(go.stdio[i], go.n_fds, true))
+			return -EBADMSG;
+	for (uint32_t i = 0; i < go.n_attach; i++) {
+		const struct sb_child_attach *e = &go_attach[i];
+		bool tree = e->kind == SB_MOUNT_TREE;
+		if ((!tree && e->kind != SB_MOUNT_PROC) || !index_ok(e->target, go.n_fds, false) ||
+		    (tree ? !index_ok(e->tree, go.n_fds, false) : e->tree != -1))
+			return -EBADMSG;
+		attach_list[i] = (struct sb_attach){.kind = (enum sb_mount_kind)e->kind,
+		    .tree_fd = tree ? go_fds[e->tree] : -1,
+		    .target_fd = go_fds[e->target]};
+	}
 	*ret_go = go;
 	return 0;
+}
+
+static int
+go_fd(int32_t index)
+{
+	return index < 0 ? -1 : go_fds[index];
 }
 
 /* The cell's mount namespace to the runner, which reads the exports through it. */
@@ -347,8 +425,8 @@ reset_signals(uint64_t not_default)
 }
 
 static _noreturn_ void
-workload_main(const struct sb_child_config *c, int sync_fd, int landlock_fd, int cwd_fd,
-    uint64_t sig_not_default)
+workload_main(const struct sb_child_config *c, const int stdio_in[3], int sync_fd, int landlock_fd,
+    int cwd_fd, uint64_t sig_not_default)
 {
 	int stdio[3];
 	int r;
@@ -357,7 +435,7 @@ workload_main(const struct sb_child_config *c, int sync_fd, int landlock_fd, int
 	close(c->status_fd);
 
 	for (int i = 0; i < 3; i++) {
-		stdio[i] = c->stdio[i];
+		stdio[i] = stdio_in[i];
 		if (stdio[i] < 0 && (stdio[i] = open("/dev/null", O_RDWR | O_CLOEXEC)) < 0)
 			fail(sync_fd, "stdio", errno, SB_EXIT_SETUP);
 		/* Out of the way of 0-2 first, so no dup2() below overwrites a source. */
@@ -415,6 +493,7 @@ static char workload_stack[128 * 1024] __attribute__((aligned(64)));
 
 struct workload_args {
 	const struct sb_child_config *c;
+	int stdio[3];
 	int sync_fd;
 	int landlock_fd;
 	int cwd_fd;
@@ -425,7 +504,8 @@ static int
 workload_entry(void *arg)
 {
 	const struct workload_args *wa = arg;
-	workload_main(wa->c, wa->sync_fd, wa->landlock_fd, wa->cwd_fd, wa->sig_not_default);
+	workload_main(wa->c, wa->stdio, wa->sync_fd, wa->landlock_fd, wa->cwd_fd,
+	    wa->sig_not_default);
 }
 
 static _noreturn_ void
@@ -493,13 +573,15 @@ sb_child_main(const struct sb_child_config *c)
 	sigset_t all;
 	const char *step;
 	struct sb_child_go go = {0};
-	int landlock_fd;
 	int r;
 
 	/* Signals wait for init's sigwaitinfo() (a pid-namespace init ignores unhandled ones). */
 	sigfillset(&all);
 	(void)sigprocmask(SIG_BLOCK, &all, NULL);
 
+	/* The runner's ends: with them open here, the runner's death would not be EOF. */
+	close(c->runner_fds[0]);
+	close(c->runner_fds[1]);
 	int sync_fd = fd_above_stdio(c->sync_fd);
 
 	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
@@ -522,14 +604,12 @@ sb_child_main(const struct sb_child_config *c)
 		fail(sync_fd, "userns limits", -r, SB_EXIT_SETUP);
 
 	/* The runner writes uid_map and gid_map, then says go. EOF: the runner is gone. */
-	r = receive_go(sync_fd, &go, &landlock_fd);
+	r = receive_go(sync_fd, &go);
 	if (r == -EPIPE)
 		_exit(SB_EXIT_SETUP);
 	if (r < 0)
 		fail(sync_fd, "sync", -r, SB_EXIT_SETUP);
-	if (go.n_assembled > c->view->n_mounts)
-		fail(sync_fd, "sync", EBADMSG, SB_EXIT_SETUP);
-	landlock_fd = fd_above_stdio(landlock_fd);
+	int landlock_fd = fd_above_stdio(go_fd(go.landlock));
 
 	if (setresgid(c->gid, c->gid, c->gid) < 0)
 		fail(sync_fd, "setresgid", errno, SB_EXIT_SETUP);
@@ -543,7 +623,7 @@ sb_child_main(const struct sb_child_config *c)
 	if (setsid() < 0)
 		fail(sync_fd, "setsid", errno, SB_EXIT_SETUP);
 
-	if ((r = sb_view_attach(c->view, go.n_assembled, &step)) < 0)
+	if ((r = sb_view_attach(go_fd(go.root), attach_list, go.n_attach, &step)) < 0)
 		fail(sync_fd, step, -r, SB_EXIT_SETUP);
 	if ((r = limit_user_ns(true)) < 0)
 		fail(sync_fd, "userns limits", -r, SB_EXIT_SETUP);
@@ -578,6 +658,7 @@ sb_child_main(const struct sb_child_config *c)
 	 * init: a dumpable init could be read and written through /proc/1/mem).
 	 */
 	struct workload_args wa = {.c = c,
+	    .stdio = {go_fd(go.stdio[0]), go_fd(go.stdio[1]), go_fd(go.stdio[2])},
 	    .sync_fd = sync_fd,
 	    .landlock_fd = landlock_fd,
 	    .cwd_fd = cwd_fd,

@@ -10,9 +10,10 @@
  *     block signals, PR_SET_DUMPABLE 0, PR_SET_PDEATHSIG, named "cellvisor-init", join the
  *     v1 cgroups, create the mount, network, UTS, IPC and cgroup namespaces (clone3 made
  *     only the user and pid ones: the network namespace is the expensive one, and the
- *     runner meanwhile writes the id maps and builds the seccomp and landlock policies),
+ *     runner meanwhile writes the id maps and builds the view and the landlock ruleset),
  *     limit its user namespace (/proc/sys/user: inotify, fanotify, namespaces), wait for the
- *     runner's "go" (struct sb_child_go, carrying both policies), become the cell's uid/gid
+ *     runner's "go" (struct sb_child_go: the landlock ruleset, the workload's stdio, the
+ *     view's root and what is left to attach, as fds), become the cell's uid/gid
  *     (supplementary groups cleared), setsid, attach the view and pivot_root, hostname,
  *     loopback up, PR_SET_NO_NEW_PRIVS, every capability dropped, the workload's cwd
  *     resolved (openat2 is ENOSYS under the filter), the seccomp filter (inherited by the
@@ -43,23 +44,41 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "backend/sandbox/view.h"
 #include "base/macro.h"
-
-struct sb_view;
 
 #define SB_CHILD_MAX_CGROUP_FDS 8
 
+/* At most this many fds per "go" message (the kernel takes SCM_MAX_FD, 253). */
+#define SB_CHILD_GO_FDS_PER_MSG 250
+/* Every fd "go" can carry: landlock, stdio, the root, and two per view mount. */
+#define SB_CHILD_GO_MAX_FDS (5 + 2 * SB_VIEW_MAX_MOUNTS)
+
 /*
- * The runner's "go", sent once uid_map and gid_map are written: this header, with the
- * landlock ruleset fd as SCM_RIGHTS when has_landlock is set. (The seccomp program is a
- * constant the cell already has: sb_seccomp_program().)
+ * The runner's "go", sent once uid_map and gid_map are written and the view is assembled.
+ * The first SOCK_SEQPACKET message is this header followed by n_attach struct
+ * sb_child_attach; the n_fds fds travel as SCM_RIGHTS, SB_CHILD_GO_FDS_PER_MSG at most per
+ * message, on it and on as many one-byte messages after it as needed (one on any kernel
+ * that assembles the view: 6.15+). Every fd is named by its index in that sequence. The
+ * seccomp program is a constant the cell already has: sb_seccomp_program().
  */
 struct sb_child_go {
-	uint32_t has_landlock;
-	uint32_t n_assembled; /* leading view plan entries already in place (sb_view_assemble()) */
+	uint32_t n_fds;
+	uint32_t n_attach;
+	int32_t landlock; /* the landlock ruleset, or -1 */
+	int32_t stdio[3]; /* the workload's stdin, stdout, stderr, or -1: the cell's /dev/null */
+	int32_t root;     /* the view's detached root */
+	uint32_t reserved;
 	/* Bit s-1 set: signal s had a disposition other than SIG_DFL in the runner at the
 	 * clone (the cell inherited it); the workload resets exactly these before execve. */
 	uint64_t sig_not_default;
+};
+
+/* One mount the cell attaches itself (view.h: struct sb_attach), fds as indexes. */
+struct sb_child_attach {
+	uint32_t kind; /* enum sb_mount_kind */
+	int32_t tree;  /* SB_MOUNT_TREE: index of the tree; -1 for SB_MOUNT_PROC */
+	int32_t target;
 };
 
 struct sb_child_report {
@@ -82,10 +101,11 @@ struct sb_child_wipe {
 #define SB_CHILD_MAX_INOTIFY_INSTANCES "16"
 #define SB_CHILD_MAX_INOTIFY_WATCHES   "8192"
 
+/* What the setup process knows at the clone; the rest comes with "go". */
 struct sb_child_config {
-	const struct sb_view *view;
 	int sync_fd;   /* the cell's end of the runner's SOCK_SEQPACKET socketpair */
 	int status_fd; /* write end of the status pipe (init -> runner) */
+	int runner_fds[2]; /* the runner's ends of both, closed first (EOF when it is gone) */
 	int cgroup_fds[SB_CHILD_MAX_CGROUP_FDS]; /* v1 `tasks` / cgroup.procs: join by writing "0"
 	                                          */
 	size_t n_cgroup_fds;
@@ -99,7 +119,6 @@ struct sb_child_config {
 	const char *const *argv;
 	const char *const *envp;
 	const char *cwd; /* inside the cell; NULL = "/" */
-	int stdio[3];
 	/* Wiped (explicit_bzero) in init's copy of the runner's memory once the workload has
 	 * exec'd, with every envp string: the secret values the runner holds. */
 	const struct sb_child_wipe *wipe;

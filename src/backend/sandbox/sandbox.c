@@ -1,17 +1,18 @@
 /*
  * sandbox.c - the `sandbox` backend: cellvisor's own isolation, no external runtime.
  *
- * prepare() creates the cell's cgroup with its limits and builds the whole filesystem view
- * as detached mounts (view.h). start() clones the cell's setup process into a new user and
- * pid namespace and into the cell's v2 cgroup; while the setup process creates its mount,
+ * prepare() creates the cell's cgroup with its limits, clones the cell's setup process
+ * (child.c) into a new user and pid namespace and into the cell's v2 cgroup, and builds the
+ * whole filesystem view as detached mounts (view.h) while that process creates its mount,
  * network (unless "host"), UTS, IPC and cgroup namespaces (the network namespace alone
- * costs about 0.4 ms), the runner writes its uid/gid maps, builds the landlock ruleset
- * (the seccomp program is a constant compiled in: seccomp_program.c), assembles the view's trees inside its detached root
- * (sb_view_assemble()), and sends them with "go" (child.h). start() returns the pidfd of
- * the cell's init (PID 1), whose exit is the cell's end; reap() reports the *workload's*
- * wait status, which init hands over on the status pipe. When the spec exports artifacts,
- * the runner holds the cell's mount namespace (sent by the cell) until destroy(), so that
- * they are read from inside the cell's view after the run.
+ * costs about 0.4 ms). start() builds the landlock ruleset (the seccomp program is a
+ * constant compiled in: seccomp_program.c), assembles the view's trees inside its
+ * detached root (sb_view_assemble()) and sends "go" (child.h) with the ruleset, the
+ * workload's stdio and what the cell must attach itself, as fds. start() returns the
+ * pidfd of the cell's init (PID 1), whose exit is the cell's end; reap() reports the
+ * *workload's* wait status, which init hands over on the status pipe. When the spec
+ * exports artifacts, the runner holds the cell's mount namespace (sent by the cell) until
+ * destroy(), so that they are read from inside the cell's view after the run.
  *
  * Identity: the workload runs as uid/gid 65534 inside the cell, mapped to the dedicated
  * host id SB_DEFAULT_HOST_ID, which no host account uses, unless run.user names one: then
@@ -77,6 +78,15 @@ struct backend_cell {
 	int join_v2;    /* the v2 cgroup.procs (borrowed), for when CLONE_INTO_CGROUP is refused */
 	int init_pidfd; /* our own reference to the cell's init */
 	int status_fd;  /* read end of the status pipe */
+	/* The setup process cloned ahead of start() (spawn_setup()), waiting for "go". */
+	int setup_pidfd; /* -1: none waiting */
+	pid_t setup_pid;
+	int setup_sync_fd;
+	int setup_status_fd;
+	uint64_t setup_sig_not_default;
+	const char *const *setup_argv; /* what it was cloned with (borrowed from the cell) */
+	const char *const *setup_envp;
+	const char *setup_cwd;
 	int mntns_fd;   /* with artifacts: keeps the cell's mount namespace (its view) alive */
 	bool started;
 };
@@ -167,6 +177,9 @@ build_view(struct backend_cell *bc, char *err, size_t err_size)
 }
 
 static int sandbox_destroy(struct backend_cell *bc);
+static int spawn_setup(struct backend_cell *bc, const char *const *argv, const char *const *envp,
+    const char *cwd, const char **ret_step);
+static void kill_setup(struct backend_cell *bc);
 
 /*
  * The fds the cell's setup process writes "0" to, to join the cell's cgroups. Writing
@@ -207,6 +220,9 @@ sandbox_prepare(const struct backend_prepare_args *a, struct backend_prepare_res
 	    .init_pidfd = -EBADF,
 	    .join_v2 = -EBADF,
 	    .status_fd = -EBADF,
+	    .setup_pidfd = -EBADF,
+	    .setup_sync_fd = -EBADF,
+	    .setup_status_fd = -EBADF,
 	    .mntns_fd = -EBADF,
 	    .view = {.root_fd = -EBADF}};
 
@@ -276,6 +292,16 @@ sandbox_prepare(const struct backend_prepare_args *a, struct backend_prepare_res
 		    "cannot stage the file-delivered secrets: %s", strerror(-r));
 		goto fail;
 	}
+	/*
+	 * Clone the cell's setup process now, so that it creates its namespaces (0.4 ms, the
+	 * network namespace above all) while the view is built here. It does nothing visible
+	 * before "go" (start()), and destroy() kills it if the cell never starts. If it
+	 * cannot be cloned now, start() clones it and reports what fails there.
+	 */
+	if (a->argv) {
+		const char *step;
+		(void)spawn_setup(bc, a->argv, a->envp, a->cwd, &step);
+	}
 	if ((r = build_view(bc, res->error, sizeof(res->error))) < 0)
 		goto fail;
 	*ret = bc;
@@ -334,16 +360,51 @@ signals_not_default(void)
 	return mask;
 }
 
+/* Send the fds of "go" after its first message, SB_CHILD_GO_FDS_PER_MSG at a time. */
+static int
+send_fds(int sync_fd, const int *fds, size_t n, const void *head, size_t head_len)
+{
+	union {
+		char buf[CMSG_SPACE(SB_CHILD_GO_FDS_PER_MSG * sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	size_t k = MIN(n, (size_t)SB_CHILD_GO_FDS_PER_MSG);
+	char byte = 0;
+	struct iovec iov = {head ? (void *)(uintptr_t)head : &byte, head ? head_len : 1};
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+	if (k > 0) {
+		memset(&u, 0, sizeof(u));
+		mh.msg_control = u.buf;
+		mh.msg_controllen = CMSG_SPACE(k * sizeof(int));
+		struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(k * sizeof(int));
+		memcpy(CMSG_DATA(cm), fds, k * sizeof(int));
+	}
+	ssize_t w = sendmsg(sync_fd, &mh, MSG_NOSIGNAL);
+	if (w < 0)
+		return -errno;
+	if ((size_t)w != iov.iov_len)
+		return -EIO;
+	return (int)k;
+}
+
 /*
- * While the cell creates its network namespace: build the landlock ruleset, assemble the
- * view's trees inside its detached root, look up the signal dispositions the workload must
- * reset, and send all that with "go" (child.h: struct sb_child_go). Everything done here
- * is work the cell's setup does not wait for.
+ * Once the cell has its namespaces under way: build the landlock ruleset, assemble the
+ * view's trees inside its detached root, and send "go" (child.h: struct sb_child_go) with
+ * the ruleset, the workload's stdio, the view's root and whatever is left to attach.
  */
 static int
-send_go(struct backend_cell *bc, int sync_fd, const char **ret_step)
+send_go(struct backend_cell *bc, int sync_fd, const struct backend_start_args *a,
+    const char **ret_step)
 {
 	_cleanup_close_ int landlock_fd = -EBADF;
+	_cleanup_free_ struct sb_attach *pending = NULL;
+	_cleanup_free_ struct sb_child_attach *wire = NULL;
+	_cleanup_free_ int *fds = NULL;
+	size_t n_fds = 0;
+	int r;
 
 	if (sb_landlock_abi() > 0) {
 		struct sb_landlock_rules rules = {
@@ -356,32 +417,63 @@ send_go(struct backend_cell *bc, int sync_fd, const char **ret_step)
 			return landlock_fd;
 	}
 
-	struct sb_child_go go = {
-	    .has_landlock = landlock_fd >= 0,
-	    .n_assembled = (uint32_t)sb_view_assemble(&bc->view),
-	    .sig_not_default = signals_not_default(),
-	};
-	struct iovec iov = {&go, sizeof(go)};
-	union {
-		char buf[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr align;
-	} u;
-	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+	*ret_step = "view";
+	/* CELLVISOR_SANDBOX_ASSEMBLE=0: the cell attaches every mount itself, as it must on
+	 * kernels before 6.15 (docs/sandbox.md); for diagnosis and for the tests of that path. */
+	const char *asm_env = getenv("CELLVISOR_SANDBOX_ASSEMBLE");
+	size_t n_assembled =
+	    asm_env && strcmp(asm_env, "0") == 0 ? 0 : sb_view_assemble(&bc->view);
+	pending = calloc(bc->view.n_mounts + 1, sizeof(*pending));
+	wire = calloc(bc->view.n_mounts + 1, sizeof(*wire));
+	fds = calloc(5 + 2 * bc->view.n_mounts, sizeof(int));
+	if (!pending || !wire || !fds)
+		return -ENOMEM;
+	size_t n_pending = sb_view_pending(&bc->view, n_assembled, pending);
+
+	struct sb_child_go go = {.landlock = -1,
+	    .stdio = {-1, -1, -1},
+	    .sig_not_default = bc->setup_sig_not_default};
 	if (landlock_fd >= 0) {
-		memset(&u, 0, sizeof(u));
-		mh.msg_control = u.buf;
-		mh.msg_controllen = sizeof(u.buf);
-		struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-		cm->cmsg_level = SOL_SOCKET;
-		cm->cmsg_type = SCM_RIGHTS;
-		cm->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(cm), &landlock_fd, sizeof(int));
+		go.landlock = (int32_t)n_fds;
+		fds[n_fds++] = landlock_fd;
 	}
+	const int stdio[3] = {a->stdin_fd, a->stdout_fd, a->stderr_fd};
+	for (int i = 0; i < 3; i++)
+		if (stdio[i] >= 0) {
+			go.stdio[i] = (int32_t)n_fds;
+			fds[n_fds++] = stdio[i];
+		}
+	go.root = (int32_t)n_fds;
+	fds[n_fds++] = bc->view.root_fd;
+	for (size_t i = 0; i < n_pending; i++) {
+		wire[i] = (struct sb_child_attach){.kind = (uint32_t)pending[i].kind, .tree = -1};
+		if (pending[i].kind == SB_MOUNT_TREE) {
+			wire[i].tree = (int32_t)n_fds;
+			fds[n_fds++] = pending[i].tree_fd;
+		}
+		wire[i].target = (int32_t)n_fds;
+		fds[n_fds++] = pending[i].target_fd;
+	}
+	go.n_fds = (uint32_t)n_fds;
+	go.n_attach = (uint32_t)n_pending;
+
+	/* The header and the entries in one message, with the first batch of fds. */
+	size_t head_len = sizeof(go) + n_pending * sizeof(*wire);
+	_cleanup_free_ char *head = malloc(head_len);
+	if (!head)
+		return -ENOMEM;
+	memcpy(head, &go, sizeof(go));
+	memcpy(head + sizeof(go), wire, n_pending * sizeof(*wire));
 	*ret_step = "sync";
-	ssize_t n = sendmsg(sync_fd, &mh, MSG_NOSIGNAL);
-	if (n < 0)
-		return -errno;
-	return (size_t)n == sizeof(go) ? 0 : -EIO;
+	size_t sent = 0;
+	r = send_fds(sync_fd, fds, n_fds, head, head_len);
+	while (r >= 0) {
+		sent += (size_t)r;
+		if (sent >= n_fds)
+			return 0;
+		r = send_fds(sync_fd, fds + sent, n_fds - sent, NULL, 0);
+	}
+	return r;
 }
 
 /*
@@ -472,6 +564,110 @@ clone_cell(uint64_t flags, int cgroup_fd, int *ret_pidfd, bool *ret_into)
 	return pid < 0 ? -errno : (pid_t)pid;
 }
 
+static void
+kill_setup(struct backend_cell *bc)
+{
+	if (bc->setup_pidfd >= 0) {
+		siginfo_t si;
+		(void)syscall(SYS_pidfd_send_signal, bc->setup_pidfd, SIGKILL, NULL, 0);
+		(void)waitid((idtype_t)P_PIDFD, (id_t)bc->setup_pidfd, &si, WEXITED);
+	}
+	bc->setup_pidfd = safe_close(bc->setup_pidfd);
+	bc->setup_sync_fd = safe_close(bc->setup_sync_fd);
+	bc->setup_status_fd = safe_close(bc->setup_status_fd);
+	bc->setup_pid = 0;
+}
+
+/*
+ * Clone the cell's setup process (child.c) into new user and pid namespaces and the cell's
+ * cgroup, and write its id maps. It goes on to create its other namespaces and then waits
+ * for "go" (send_go()). On success bc->setup_* describe it. 0, or -errno with *ret_step.
+ */
+static int
+spawn_setup(struct backend_cell *bc, const char *const *argv, const char *const *envp,
+    const char *cwd, const char **ret_step)
+{
+	const struct cell_spec *s = bc->spec;
+	int sv[2], pp[2];
+	int pidfd = -1;
+	bool into = false;
+	int r;
+
+	/* What init wipes in its copy of our memory (the clone copies the heap as it is). */
+	*ret_step = "wipe";
+	_cleanup_free_ struct sb_child_wipe *wipe =
+	    calloc(bc->n_secrets + bc->n_cell_secrets + 1, sizeof(*wipe));
+	if (!wipe)
+		return -ENOMEM;
+	size_t n_wipe = 0;
+	for (size_t i = 0; i < bc->n_secrets; i++)
+		wipe[n_wipe++] =
+		    (struct sb_child_wipe){bc->secret_values[i], bc->secret_lengths[i]};
+	for (size_t i = 0; i < bc->n_cell_secrets; i++)
+		wipe[n_wipe++] =
+		    (struct sb_child_wipe){(void *)(uintptr_t)bc->cell_secret_values[i],
+		        bc->cell_secret_lengths[i]};
+
+	*ret_step = "socketpair";
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		return -errno;
+	_cleanup_close_ int sync_parent = sv[0], sync_child = sv[1];
+	*ret_step = "pipe";
+	if (pipe2(pp, O_CLOEXEC) < 0)
+		return -errno;
+	_cleanup_close_ int status_rd = pp[0], status_wr = pp[1];
+
+	struct sb_child_config cfg = {
+	    .sync_fd = sync_child,
+	    .status_fd = status_wr,
+	    .runner_fds = {sync_parent, status_rd},
+	    .uid = bc->uid,
+	    .gid = bc->gid,
+	    .hostname = s->id,
+	    .loopback_up = s->network == SPEC_NETWORK_LOOPBACK,
+	    .nofile = s->nofile,
+	    .send_mntns = s->n_artifacts > 0,
+	    .argv = argv,
+	    .envp = envp,
+	    .cwd = cwd,
+	    .wipe = wipe,
+	    .n_wipe = n_wipe,
+	};
+	cfg.unshare_flags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC;
+	if (s->network != SPEC_NETWORK_HOST)
+		cfg.unshare_flags |= CLONE_NEWNET;
+
+	*ret_step = "clone";
+	pid_t pid = clone_cell(CLONE_NEWUSER | CLONE_NEWPID, bc->cg ? cgroup_v2_dirfd(bc->cg) : -1,
+	    &pidfd, &into);
+	if (pid < 0)
+		return pid;
+	if (pid == 0) {
+		/* Join only what clone3 did not already put us in (see prepare_join_fds()). */
+		if (!into && bc->join_v2 >= 0)
+			cfg.cgroup_fds[cfg.n_cgroup_fds++] = bc->join_v2;
+		for (size_t i = 0; i < bc->n_join_v1 && cfg.n_cgroup_fds < SB_CHILD_MAX_CGROUP_FDS;
+		     i++)
+			cfg.cgroup_fds[cfg.n_cgroup_fds++] = bc->join_v1[i];
+		sb_child_main(&cfg);
+	}
+
+	bc->setup_pidfd = pidfd;
+	bc->setup_pid = pid;
+	/* The dispositions the cell inherited at this clone. */
+	bc->setup_sig_not_default = signals_not_default();
+	bc->setup_argv = argv;
+	bc->setup_envp = envp;
+	bc->setup_cwd = cwd;
+	bc->setup_sync_fd = TAKE_FD(sync_parent);
+	bc->setup_status_fd = TAKE_FD(status_rd);
+	if ((r = setup_from_outside(bc, pid, ret_step)) < 0) {
+		kill_setup(bc);
+		return r;
+	}
+	return 0;
+}
+
 static int
 start_failed(struct backend_start_error *err, const char *step, int error)
 {
@@ -486,9 +682,7 @@ sandbox_start(struct backend_cell *bc, const struct backend_start_args *a,
 {
 	const struct cell_spec *s = bc->spec;
 	char msg[256];
-	int sv[2], pp[2];
-	int pidfd = -1;
-	bool into = false;
+	const char *step = "setup";
 	int r;
 
 	if (bc->started) {
@@ -500,80 +694,32 @@ sandbox_start(struct backend_cell *bc, const struct backend_start_args *a,
 		bc->init_pidfd = safe_close(bc->init_pidfd);
 		bc->status_fd = safe_close(bc->status_fd);
 	}
+	/* A setup process cloned by prepare() for other arguments is of no use. */
+	if (bc->setup_pidfd >= 0 && (bc->setup_argv != a->argv || bc->setup_envp != a->envp ||
+	                                bc->setup_cwd != a->cwd))
+		kill_setup(bc);
+	if (bc->setup_pidfd < 0 && (r = spawn_setup(bc, a->argv, a->envp, a->cwd, &step)) < 0)
+		return start_failed(err, step, -r);
 
-	/* What init wipes in its copy of our memory (the clone copies the heap as it is). */
-	_cleanup_free_ struct sb_child_wipe *wipe =
-	    calloc(bc->n_secrets + bc->n_cell_secrets + 1, sizeof(*wipe));
-	if (!wipe)
-		return start_failed(err, "wipe", ENOMEM);
-	size_t n_wipe = 0;
-	for (size_t i = 0; i < bc->n_secrets; i++)
-		wipe[n_wipe++] =
-		    (struct sb_child_wipe){bc->secret_values[i], bc->secret_lengths[i]};
-	for (size_t i = 0; i < bc->n_cell_secrets; i++)
-		wipe[n_wipe++] =
-		    (struct sb_child_wipe){(void *)(uintptr_t)bc->cell_secret_values[i],
-		        bc->cell_secret_lengths[i]};
-
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
-		return start_failed(err, "socketpair", errno);
-	_cleanup_close_ int sync_parent = sv[0], sync_child = sv[1];
-	if (pipe2(pp, O_CLOEXEC) < 0)
-		return start_failed(err, "pipe", errno);
-	_cleanup_close_ int status_rd = pp[0], status_wr = pp[1];
-
-	struct sb_child_config cfg = {
-	    .view = &bc->view,
-	    .sync_fd = sync_child,
-	    .status_fd = status_wr,
-	    .uid = bc->uid,
-	    .gid = bc->gid,
-	    .hostname = s->id,
-	    .loopback_up = s->network == SPEC_NETWORK_LOOPBACK,
-	    .nofile = s->nofile,
-	    .send_mntns = s->n_artifacts > 0,
-	    .argv = a->argv,
-	    .envp = a->envp,
-	    .cwd = a->cwd,
-	    .stdio = {a->stdin_fd, a->stdout_fd, a->stderr_fd},
-	    .wipe = wipe,
-	    .n_wipe = n_wipe,
-	};
-
-	cfg.unshare_flags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC;
-	if (s->network != SPEC_NETWORK_HOST)
-		cfg.unshare_flags |= CLONE_NEWNET;
-	pid_t pid = clone_cell(CLONE_NEWUSER | CLONE_NEWPID, bc->cg ? cgroup_v2_dirfd(bc->cg) : -1,
-	    &pidfd, &into);
-	if (pid < 0)
-		return start_failed(err, "clone", -pid);
-	if (pid == 0) {
-		/* Join only what clone3 did not already put us in (see prepare_join_fds()). */
-		if (!into && bc->join_v2 >= 0)
-			cfg.cgroup_fds[cfg.n_cgroup_fds++] = bc->join_v2;
-		for (size_t i = 0; i < bc->n_join_v1 && cfg.n_cgroup_fds < SB_CHILD_MAX_CGROUP_FDS;
-		     i++)
-			cfg.cgroup_fds[cfg.n_cgroup_fds++] = bc->join_v1[i];
-		sb_child_main(&cfg);
-	}
-
-	sync_child = safe_close(sync_child);
-	status_wr = safe_close(status_wr);
+	int pidfd = TAKE_FD(bc->setup_pidfd);
+	pid_t pid = bc->setup_pid;
+	_cleanup_close_ int sync_parent = TAKE_FD(bc->setup_sync_fd);
+	_cleanup_close_ int status_rd = TAKE_FD(bc->setup_status_fd);
 	bc->started = true;
 	bc->view.consumed = true;
 
-	const char *step = "setup";
-	r = setup_from_outside(bc, pid, &step);
-	if (r >= 0)
-		r = send_go(bc, sync_parent, &step);
+	r = send_go(bc, sync_parent, a, &step);
 	struct sb_child_report rep = {0};
-	if (r >= 0) {
-		r = read_reports(bc, sync_parent, &rep);
-		if (r == 1) {
+	/* A setup that failed before "go" (cloned during prepare) has left its report. */
+	if (r >= 0 || r == -EPIPE || r == -ECONNRESET) {
+		int k = read_reports(bc, sync_parent, &rep);
+		if (k == 1) {
 			r = -(rep.error ? rep.error : EIO);
 			step = rep.step;
-		} else if (r < 0)
+		} else if (r >= 0 && k < 0) {
+			r = k;
 			step = "setup";
+		}
 	}
 	/* The trees now live in the cell's namespace (or nowhere): drop our references. */
 	sb_view_release_plan(&bc->view);
@@ -715,6 +861,8 @@ sandbox_destroy(struct backend_cell *bc)
 
 	if (!bc)
 		return 0;
+	/* A setup process that never got "go" has done nothing visible: kill and reap it. */
+	kill_setup(bc);
 	for (size_t i = 0; i < bc->n_join_v1; i++)
 		if (bc->join_v1_owned[i])
 			safe_close(bc->join_v1[i]);

@@ -956,10 +956,25 @@ sb_view_assemble(struct sb_view *v)
 	return i;
 }
 
+size_t
+sb_view_pending(const struct sb_view *v, size_t n_assembled, struct sb_attach *ret)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < v->n_mounts; i++) {
+		const struct sb_mount *m = &v->mounts[i];
+		if (m->kind == SB_MOUNT_TREE && i < n_assembled)
+			continue;
+		ret[n++] = (struct sb_attach){.kind = m->kind,
+		    .tree_fd = m->kind == SB_MOUNT_TREE ? m->tree_fd : -1,
+		    .target_fd = m->target_fd};
+	}
+	return n;
+}
+
 /* ---- in the cell's setup process: async-signal-safe from here on ---- */
 
 int
-sb_view_attach(const struct sb_view *v, size_t n_assembled, const char **ret_step)
+sb_view_attach(int root_fd, const struct sb_attach *list, size_t n, const char **ret_step)
 {
 	/* Any directory of the copied host tree will do as a place to attach the root. */
 	static const char *const attach_points[] = {"/tmp", "/mnt", "/run", "/var/tmp", "/", NULL};
@@ -967,8 +982,8 @@ sb_view_attach(const struct sb_view *v, size_t n_assembled, const char **ret_ste
 
 	*ret_step = "mount root";
 	for (size_t i = 0; attach_points[i]; i++) {
-		if (move_mount(v->root_fd, "", AT_FDCWD, attach_points[i],
-		        MOVE_MOUNT_F_EMPTY_PATH) == 0) {
+		if (move_mount(root_fd, "", AT_FDCWD, attach_points[i], MOVE_MOUNT_F_EMPTY_PATH) ==
+		    0) {
 			r = 0;
 			break;
 		}
@@ -977,8 +992,8 @@ sb_view_attach(const struct sb_view *v, size_t n_assembled, const char **ret_ste
 	if (r < 0)
 		return r;
 
-	for (size_t i = 0; i < v->n_mounts; i++) {
-		const struct sb_mount *m = &v->mounts[i];
+	for (size_t i = 0; i < n; i++) {
+		const struct sb_attach *m = &list[i];
 		if (m->kind == SB_MOUNT_PROC) {
 			*ret_step = "mount proc";
 			int fs = fsopen("proc", FSOPEN_CLOEXEC);
@@ -1009,16 +1024,16 @@ sb_view_attach(const struct sb_view *v, size_t n_assembled, const char **ret_ste
 				return r;
 			continue;
 		}
-		if (i < n_assembled)
-			continue; /* moved into the detached root by the runner */
 		*ret_step = "mount";
+		if (m->kind != SB_MOUNT_TREE)
+			return -EINVAL;
 		if (move_mount(m->tree_fd, "", m->target_fd, "",
 		        MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
 			return -errno;
 	}
 
 	*ret_step = "pivot_root";
-	if (fchdir(v->root_fd) < 0)
+	if (fchdir(root_fd) < 0)
 		return -errno;
 	if (syscall(SYS_pivot_root, ".", ".") < 0)
 		return -errno;

@@ -1,17 +1,19 @@
 /*
  * view.h - the filesystem a sandboxed cell sees.
  *
- * The runner builds the whole view before the clone, as detached mounts it owns: a fresh
+ * The runner builds the whole view as detached mounts it owns (during prepare, while the
+ * cell's setup process creates its namespaces): a fresh
  * tmpfs root holding the mount points and symlinks, one open_tree() clone per bind source
  * (attributes already set: read-only, nosuid, nodev, private), fresh tmpfs, devpts and
  * secret mounts, and for each of them an O_PATH fd of its mount point, resolved inside the
  * tree of the enclosing mount with RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS. Host paths
  * are resolved by the runner as root; nothing in the cell is ever looked up by path on the
  * host. While the cell creates its namespaces, the runner moves the trees onto their mount
- * points inside the detached root (sb_view_assemble(), kernels 6.15+); the cell's setup
- * process then attaches the root (and whatever the runner could not assemble) in its own
- * mount namespace (sb_view_attach(), async-signal-safe), mounts /proc for its pid
- * namespace and pivots. After the run the root fd (sb_view.root_fd), kept alive with the cell's
+ * points inside the detached root (sb_view_assemble(), kernels 6.15+) and sends the cell
+ * the root and what is left (sb_view_pending(): /proc, and every tree an older kernel
+ * would not assemble) as fds; the cell's setup process attaches them in its own mount
+ * namespace (sb_view_attach(), async-signal-safe), mounting /proc for its pid namespace,
+ * and pivots. After the run the root fd (sb_view.root_fd), kept alive with the cell's
  * mount namespace, lets the runner read exports from inside the view (sb_view_open_artifact()).
  *
  * Ownership: struct sb_view owns every fd and string in it; sb_view_done() releases them.
@@ -83,14 +85,29 @@ void sb_view_release_plan(struct sb_view *v);
  */
 size_t sb_view_assemble(struct sb_view *v);
 
+/* One mount the cell attaches itself: a tree the runner could not assemble, or a /proc. */
+struct sb_attach {
+	enum sb_mount_kind kind;
+	int tree_fd; /* SB_MOUNT_TREE: the detached tree; -1 for SB_MOUNT_PROC */
+	int target_fd;
+};
+
+/*
+ * In the runner, after sb_view_assemble() returned n_assembled: what the cell still has to
+ * attach, in plan order (every SB_MOUNT_PROC entry, and the trees from n_assembled on),
+ * written to ret, which has room for v->n_mounts entries. Returns the count. The fds are
+ * borrowed from the view.
+ */
+size_t sb_view_pending(const struct sb_view *v, size_t n_assembled, struct sb_attach *ret);
+
 /*
  * In the cell's setup process, after it holds CAP_SYS_ADMIN over its new mount namespace:
- * attach the root, move every tree the runner did not assemble (SB_MOUNT_TREE entries at
- * index n_assembled and after) onto its target, mount /proc, pivot_root into the root and
- * detach the host's tree. Async-signal-safe. On failure returns -errno and sets *ret_step
- * to a static string naming the step.
+ * attach the root, then each entry of list in order (move a tree onto its target, or mount
+ * a fresh procfs there), pivot_root into the root and detach the host's tree.
+ * Async-signal-safe. On failure returns -errno and sets *ret_step to a static string
+ * naming the step.
  */
-int sb_view_attach(const struct sb_view *v, size_t n_assembled, const char **ret_step);
+int sb_view_attach(int root_fd, const struct sb_attach *list, size_t n, const char **ret_step);
 
 /*
  * Open an exported file from inside the cell's view: path resolved under root_fd with

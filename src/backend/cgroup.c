@@ -99,14 +99,12 @@ read_self_paths(void)
 	}
 }
 
+/* Whether name is a word of list (cgroup.controllers: names separated by spaces). */
 static bool
-controller_listed(const char *file, const char *name)
+controller_listed(const char *list, const char *name)
 {
-	char buf[512];
-	if (fd_read_file_at(AT_FDCWD, file, buf, sizeof(buf)) <= 0)
-		return false;
-	for (char *p = buf; (p = strstr(p, name)); p += strlen(name)) {
-		bool start = p == buf || isspace((unsigned char)p[-1]);
+	for (const char *p = list; (p = strstr(p, name)); p += strlen(name)) {
+		bool start = p == list || isspace((unsigned char)p[-1]);
 		char end = p[strlen(name)];
 		if (start && (end == '\0' || isspace((unsigned char)end)))
 			return true;
@@ -133,12 +131,14 @@ cgroup_probe(struct cgroup_layout *ret)
 		snprintf(dir, sizeof(dir), "%s%s", l.v2_root, self_v2);
 		l.v2 = access(dir, W_OK) == 0;
 		if (l.v2) {
-			char f[1100];
+			char f[1100], list[512];
 			/* Controllers our children could get: those our own cgroup has. */
 			snprintf(f, sizeof(f), "%s/cgroup.controllers", dir);
-			l.v2_memory = controller_listed(f, "memory");
-			l.v2_pids = controller_listed(f, "pids");
-			l.v2_cpu = controller_listed(f, "cpu");
+			if (fd_read_file_at(AT_FDCWD, f, list, sizeof(list)) > 0) {
+				l.v2_memory = controller_listed(list, "memory");
+				l.v2_pids = controller_listed(list, "pids");
+				l.v2_cpu = controller_listed(list, "cpu");
+			}
 		}
 	}
 	for (int i = 0; i < _V1_MAX; i++) {

@@ -7,7 +7,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "base/log.h"
+#include "base/random.h"
 #include "cli/cli.h"
 
 static const struct cli_command commands[] = {
@@ -89,6 +92,11 @@ int
 main(int argc, char **argv)
 {
 	ensure_stdio();
+	/* jansson seeds its hash function on first use by opening and reading /dev/urandom:
+	 * one getrandom() instead (the same source), on every start. */
+	size_t seed = 0;
+	if (random_bytes(&seed, sizeof(seed)) == 0 && seed != 0)
+		json_object_seed(seed);
 	const char *dbg = getenv("CELLVISOR_DEBUG");
 	log_set_debug(dbg && strcmp(dbg, "1") == 0);
 

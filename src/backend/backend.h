@@ -54,8 +54,10 @@ struct backend_prepare_args {
 	/* Secret values to deliver as files (SPEC_SECRET_FILE), parallel to spec->secret_refs. */
 	const char *const *secret_values;
 	const size_t *secret_lengths;
-	/* What the first start() will run (the same pointers it will get): a backend may begin
-	 * setting the cell up ahead of it (the sandbox clones its setup process). Optional. */
+	/* What the first start() will run: the same pointers it will get, whose contents must
+	 * not change in between (a backend may copy them now: the sandbox clones its setup
+	 * process during prepare, and reuses it only when start() gets these pointers).
+	 * Optional. */
 	const char *const *argv;
 	const char *const *envp;
 	const char *cwd;

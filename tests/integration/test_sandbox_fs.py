@@ -7,10 +7,11 @@ file on the host afterwards."""
 import json
 import os
 import stat
+import subprocess
 
 import pytest
 
-from conftest import COMPLETED, REJECTED, STARTED
+from conftest import COMPLETED, REJECTED, STARTED, make_env
 
 PY = "/usr/bin/python3"
 SB = ("--backend", "sandbox")
@@ -334,3 +335,19 @@ def test_symlink_swap_race_never_lands_outside(run_cell, base_spec, tmp):
     # Whichever name holds the real directory now, the cells' files are in it.
     real = rw if rw.is_dir() and not rw.is_symlink() else tmp / "evil"
     assert len(list(real.iterdir())) == outcomes.count(0), outcomes
+
+
+def test_dev_without_cap_mknod_binds_the_hosts_nodes(cellvisor_bin, write_spec, base_spec):
+    """A runner that may not mknod (no CAP_MKNOD: a container, systemd's PrivateDevices=)
+    binds the host's device nodes into the cell's /dev instead: the same devices work."""
+    script = ("import json, os; n = open('/dev/null', 'w').write('x');"
+              " z = open('/dev/zero', 'rb').read(2);"
+              " mi = [l.split()[4] for l in open('/proc/self/mountinfo')];"
+              " print(json.dumps({'zero': z.hex(), 'null_mounted': '/dev/null' in mi,"
+              " 'rdev': os.major(os.stat('/dev/null').st_rdev)}))")
+    spec = write_spec(sb_spec(base_spec, argv=[PY, "-I", "-S", "-c", script]))
+    argv = ["setpriv", "--bounding-set", "-mknod", str(cellvisor_bin), "run", *SB, str(spec)]
+    p = subprocess.run(argv, capture_output=True, timeout=30, env=make_env({}))
+    assert p.returncode == 0, p
+    got = json.loads(p.stdout)
+    assert got == {"zero": "0000", "null_mounted": True, "rdev": 1}, got

@@ -7,10 +7,11 @@ several messages); CELLVISOR_SANDBOX_ASSEMBLE=0 takes that path on any kernel.""
 
 import json
 import os
+import subprocess
 
 import pytest
 
-from conftest import COMPLETED, REJECTED, STARTED
+from conftest import COMPLETED, REJECTED, STARTED, make_env, parse_jsonl
 
 SB = ("--backend", "sandbox")
 N_MOUNTS = 200  # 400+ fds: more than one SCM_RIGHTS message without assembly
@@ -93,3 +94,33 @@ def test_failed_preparation_after_the_clone_leaves_nothing(run_cell, base_spec, 
     assert "spec.authority.filesystem.readOnly[0]" in reason, reason
     assert leftover_cgroups("t-sbprepfail") == []
     assert set(setup_processes()) - before == set()
+
+
+def test_failure_between_preparation_and_start_is_prompt(cellvisor_bin, write_spec, tmp):
+    """The stdio pipes are made after preparation (the setup process already cloned and
+    waiting for "go"): when they cannot be made, the cell ends at once, not after --grace
+    spent signalling a process that blocks every signal. RLIMIT_NOFILE 300 and a growing
+    number of tmpfs mounts walk the failure through preparation, the stdio and the start."""
+    steps = []
+    for k in range(100, 160):
+        spec = write_spec({"apiVersion": "cellos.io/v1", "kind": "ExecutionCell",
+                           "spec": {"id": "t-sbnofile", "run": {"argv": ["/bin/true"]},
+                                    "authority": {"filesystem": {
+                                        "tmpfs": [f"/t/m{i:03d}" for i in range(k)]}}}})
+        events = tmp / f"ev{k}.jsonl"
+        argv = ["prlimit", "--nofile=300:300", str(cellvisor_bin), "run", *SB,
+                "--grace", "30000", "--events", str(events), str(spec)]
+        p = subprocess.run(argv, capture_output=True, timeout=60, env=make_env({}))
+        types = [e["type"] for e in parse_jsonl(events.read_text())]
+        if p.returncode == 0:
+            continue
+        assert p.returncode == 125, (k, p)
+        if REJECTED in types:
+            break  # preparation itself ran out of fds: every count above fails there too
+        completed = [e for e in parse_jsonl(events.read_text()) if e["type"] == COMPLETED]
+        assert completed, (k, types)
+        steps.append(completed[0]["data"].get("spawnError", ""))
+        destroyed = parse_jsonl(events.read_text())[-1]
+        assert destroyed["data"].get("terminalState") == "clean", (k, destroyed)
+        assert leftover_cgroups("t-sbnofile") == [], k
+    assert any("stdio" in s for s in steps), steps

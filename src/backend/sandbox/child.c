@@ -198,6 +198,39 @@ send_mntns(int sync_fd)
 	return r;
 }
 
+/*
+ * Close every fd inherited from the runner but stdio and what the setup uses (the sync
+ * socket, the status pipe, the cgroup fds): its epoll, signalfd, event sinks and cgroup
+ * directories, and, when start() cloned us after building the view, the view's fds, which
+ * "go" sends again. Nothing of the runner's is held while the cell sets up.
+ */
+static void
+close_inherited(const struct sb_child_config *c, int sync_fd)
+{
+	int keep[2 + SB_CHILD_MAX_CGROUP_FDS];
+	size_t n = 0;
+
+	keep[n++] = sync_fd;
+	keep[n++] = c->status_fd;
+	for (size_t i = 0; i < c->n_cgroup_fds && n < sizeof(keep) / sizeof(keep[0]); i++)
+		keep[n++] = c->cgroup_fds[i];
+	for (size_t i = 1; i < n; i++)
+		for (size_t j = i; j > 0 && keep[j - 1] > keep[j]; j--) {
+			int t = keep[j];
+			keep[j] = keep[j - 1];
+			keep[j - 1] = t;
+		}
+	unsigned int lo = 3;
+	for (size_t i = 0; i < n; i++) {
+		if (keep[i] < (int)lo)
+			continue;
+		if ((unsigned int)keep[i] > lo)
+			(void)syscall(SYS_close_range, lo, (unsigned int)keep[i] - 1, 0U);
+		lo = (unsigned int)keep[i] + 1;
+	}
+	(void)syscall(SYS_close_range, lo, ~0U, 0U);
+}
+
 static _noreturn_ void
 fail(int sync_fd, const char *step, int error, int code)
 {
@@ -583,6 +616,7 @@ sb_child_main(const struct sb_child_config *c)
 	close(c->runner_fds[0]);
 	close(c->runner_fds[1]);
 	int sync_fd = fd_above_stdio(c->sync_fd);
+	close_inherited(c, sync_fd);
 
 	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
 		fail(sync_fd, "dumpable", errno, SB_EXIT_SETUP);

@@ -503,7 +503,9 @@ read_reports(struct backend_cell *bc, int fd, struct sb_child_report *rep)
 		    .msg_control = u.buf,
 		    .msg_controllen = sizeof(u.buf)};
 		ssize_t k = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
-		if (k < 0 && errno == EINTR)
+		/* A cell that exited with "go" unread resets the connection: the error comes
+		 * once, before the report it queued. */
+		if (k < 0 && (errno == EINTR || errno == ECONNRESET))
 			continue;
 		if (k < 0)
 			return -errno;
@@ -789,6 +791,8 @@ static int
 sandbox_kill_all(struct backend_cell *bc)
 {
 	int r = 0;
+	/* A setup process still waiting for "go" (start() never came): it has run nothing. */
+	kill_setup(bc);
 	if (bc->cg)
 		r = cgroup_kill_all(bc->cg);
 	/* Killing init tears the pid namespace down with everything in it. */
@@ -800,6 +804,8 @@ sandbox_kill_all(struct backend_cell *bc)
 static int
 sandbox_signal_all(struct backend_cell *bc, int sig)
 {
+	/* A setup process waiting for "go" blocks every signal: stopping the cell ends it. */
+	kill_setup(bc);
 	if (sig == SIGKILL)
 		return sandbox_kill_all(bc);
 	/* Job-control stops cannot be caught by init: send them to every member directly. */
@@ -835,6 +841,10 @@ sandbox_empty_fd(struct backend_cell *bc, uint32_t *ret_events)
 static int
 sandbox_is_empty(struct backend_cell *bc)
 {
+	/* Asked before any start (the cell failed between prepare and start): a setup process
+	 * waiting for "go" is not a workload to wait for. */
+	if (!bc->started)
+		kill_setup(bc);
 	if (bc->cg)
 		return cgroup_is_empty(bc->cg);
 	if (bc->init_pidfd < 0)

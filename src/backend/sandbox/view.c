@@ -744,19 +744,42 @@ realize(struct builder *b, const struct item *it)
 	}
 	case ITEM_NODE: {
 		/*
-		 * Made in the cell's own /dev tmpfs (the spec cannot declare /dev), not bound from
-		 * the host: one mknodat() instead of a mount to create, attach and tear down per
-		 * device. The runner holds CAP_MKNOD; the tmpfs is read-only once populated.
+		 * Made in the cell's own /dev tmpfs (the spec cannot declare /dev): one mknodat()
+		 * instead of a mount to create, attach and tear down per device; the tmpfs is
+		 * read-only once populated. A runner without CAP_MKNOD, or whose device cgroup
+		 * refuses mknod (a container, systemd's PrivateDevices=), binds the host's node
+		 * instead, checked to be the expected device; only /dev/null is then required.
 		 */
 		const struct mounted *m = enclosing(b, it->target, false);
 		const char *name = it->target + strlen("/dev/");
 		if (!m->own || strcmp(m->target, "/dev") != 0)
 			return fail(b, -EINVAL, "%s: not in the cell's own /dev", it->target);
-		if (mknodat(m->fd, name, S_IFCHR | 0666, makedev(it->major, it->minor)) < 0 ||
-		    fchmodat(m->fd, name, 0666, 0) < 0)
+		if (mknodat(m->fd, name, S_IFCHR | 0666, makedev(it->major, it->minor)) == 0) {
+			if (fchmodat(m->fd, name, 0666, 0) < 0)
+				return fail(b, -errno, "%s: cannot set the mode of the device node: %s",
+				    it->target, strerror(errno));
+			return 0;
+		}
+		if (errno != EPERM && errno != EACCES)
 			return fail(b, -errno, "%s: cannot create the device node: %s", it->target,
 			    strerror(errno));
-		return 0;
+		tree = open_tree(AT_FDCWD, it->target,
+		    OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_SYMLINK_NOFOLLOW);
+		struct stat nst;
+		if (tree < 0 || fstat(tree, &nst) < 0 || !S_ISCHR(nst.st_mode) ||
+		    nst.st_rdev != makedev(it->major, it->minor)) {
+			if (strcmp(name, "null") != 0)
+				return 0;
+			return fail(b, -ENODEV,
+			    "/dev/null: cannot be made here (no CAP_MKNOD) and the host's is missing "
+			    "or not the device 1:3");
+		}
+		if ((r = set_attrs(tree, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NODEV)) <
+		    0)
+			return fail(b, r, "%s: cannot set mount attributes: %s", it->target,
+			    strerror(-r));
+		want_dir = false;
+		break;
 	}
 	case ITEM_TMPFS:
 	case ITEM_DEV: {

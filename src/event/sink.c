@@ -129,6 +129,15 @@ event_bus_add(struct event_bus *bus, struct sink *s)
 	return 0;
 }
 
+bool
+event_bus_listening(const struct event_bus *bus)
+{
+	for (size_t i = 0; i < bus->n; i++)
+		if (bus->sinks[i]->kind != SINK_NOOP)
+			return true;
+	return false;
+}
+
 int
 event_bus_emit(struct event_bus *bus, json_t *ev)
 {

@@ -44,6 +44,10 @@ struct event_bus {
 /* Takes ownership of s. */
 int event_bus_add(struct event_bus *bus, struct sink *s);
 
+/* Whether any sink writes somewhere (the noop sink does not): when none does, events need
+ * not be built at all. */
+bool event_bus_listening(const struct event_bus *bus);
+
 /* Redact, serialise and write ev to every sink; steals ev. */
 int event_bus_emit(struct event_bus *bus, json_t *ev);
 

@@ -1,5 +1,6 @@
 #include "backend/cgroup.h"
 
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/vfs.h>
@@ -12,6 +13,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -47,7 +49,21 @@ struct cgroup {
 	int v2_events_fd;
 	bool v2_memory;
 	bool has_kill;
+	char *parent; /* the parent cgroup path given to cgroup_create(), or NULL */
+	char *name;
 };
+
+/* The cell cgroups cellvisor makes are named "cellvisor-..." (cell.c: "<cellId>-<run8>"). */
+#define CGROUP_CELL_PREFIX "cellvisor-"
+/*
+ * A cell's cgroup directory is flock()ed by its runner for the whole run. An unlocked one
+ * at least this old (ctime) belongs to a runner that is gone; a younger one may be between
+ * its runner's mkdir() and flock().
+ */
+#define CGROUP_STALE_MIN_AGE_S 2
+/* At most this many stale cells are collected per call, each given this long to die. */
+#define CGROUP_STALE_MAX     8
+#define CGROUP_STALE_WAIT_MS 1000
 
 /* How deep sub-cgroups of a cell are followed when signalling and removing. */
 #define CGROUP_MAX_DEPTH 16
@@ -307,6 +323,8 @@ cgroup_free(struct cgroup *cg)
 		free(cg->v1[i].rel);
 	}
 	safe_close(cg->v2_events_fd);
+	free(cg->parent);
+	free(cg->name);
 	free(cg);
 }
 
@@ -535,6 +553,14 @@ cgroup_create(const char *name, const char *parent, const struct cgroup_limits *
 	r = apply_limits(cg, &l, limits, err, err_size);
 	if (r < 0)
 		goto fail;
+	/* Held until the fd closes (cgroup_destroy(), or the runner's death): "in use". */
+	(void)flock(cg->v2.path ? cg->v2.dirfd : cg->v1[V1_PIDS].dirfd, LOCK_EX | LOCK_NB);
+	cg->name = strdup(name);
+	cg->parent = parent ? strdup(parent) : NULL;
+	if (!cg->name || (parent && !cg->parent)) {
+		r = -ENOMEM;
+		goto fail;
+	}
 	*ret = cg;
 	return 0;
 fail:
@@ -822,6 +848,155 @@ cgroup_destroy(struct cgroup *cg)
 		r = k;
 	cgroup_free(cg);
 	return r;
+}
+
+/* Open <root><base>/<name> into d (dirfd only) when it exists. */
+static bool
+dir_adopt(struct cgroup_dir *d, const char *root, const char *base, const char *name)
+{
+	char rel[1024], path[1400];
+
+	if (strcmp(base, "/") == 0)
+		base = "";
+	snprintf(rel, sizeof(rel), "%s/%s", base, name);
+	snprintf(path, sizeof(path), "%s%s", root, rel);
+	int fd = open(path, O_DIRECTORY | O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return false;
+	d->path = strdup(path);
+	d->rel = strdup(rel);
+	if (!d->path || !d->rel) {
+		close(fd);
+		return false;
+	}
+	d->dirfd = fd;
+	return true;
+}
+
+/*
+ * The cell cgroup `name`, found stale under the same parent as cg, in every hierarchy where
+ * it exists, as a struct cgroup that cgroup_destroy() can take down. lock_fd: the locked
+ * fd of its primary directory, which becomes that directory's dirfd.
+ */
+static struct cgroup *
+adopt_stale(const struct cgroup *cg, const char *name, int lock_fd)
+{
+	struct cgroup_layout l;
+	cgroup_probe(&l);
+	struct cgroup *st = calloc(1, sizeof(*st));
+	if (!st) {
+		close(lock_fd);
+		return NULL;
+	}
+	st->v2.dirfd = st->v2.procs_fd = st->v2.tasks_fd = st->v2_events_fd = -EBADF;
+	for (int i = 0; i < _V1_MAX; i++)
+		st->v1[i].dirfd = st->v1[i].procs_fd = st->v1[i].tasks_fd = -EBADF;
+	if (cg->v2.path && dir_adopt(&st->v2, l.v2_root, cg->parent ? cg->parent : self_v2, name)) {
+		st->v2_events_fd = openat(st->v2.dirfd, "cgroup.events", O_RDONLY | O_CLOEXEC);
+		st->has_kill = faccessat(st->v2.dirfd, "cgroup.kill", W_OK, 0) == 0;
+	}
+	for (int i = 0; i < _V1_MAX; i++) {
+		bool avail = i == V1_MEMORY ? l.v1_memory : i == V1_PIDS ? l.v1_pids : l.v1_cpu;
+		char root[64];
+		snprintf(root, sizeof(root), "/sys/fs/cgroup/%s", v1_names[i]);
+		if (avail)
+			(void)dir_adopt(&st->v1[i], root, cg->parent ? cg->parent : self_v1[i], name);
+	}
+	/* Keep the lock for the teardown: the fd of the primary directory is the locked one. */
+	struct cgroup_dir *primary = cg->v2.path ? &st->v2 : &st->v1[V1_PIDS];
+	if (primary->dirfd >= 0) {
+		close(primary->dirfd);
+		primary->dirfd = lock_fd;
+	} else
+		close(lock_fd);
+	return st;
+}
+
+/* Kill what a stale cell left and remove its directories; like cgroup_destroy(), bounded. */
+static int
+collect_stale(struct cgroup *st)
+{
+	for (int i = 0; i < CGROUP_STALE_WAIT_MS / 5; i++) {
+		if (cgroup_is_empty(st) != 0)
+			break;
+		if (i % 50 == 0)
+			(void)cgroup_kill_all(st);
+		struct timespec ts = {0, 5 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+	int r = cgroup_is_empty(st) == 0 ? -EBUSY : remove_dirs(st);
+	cgroup_free(st);
+	return r;
+}
+
+int
+cgroup_collect_stale(const struct cgroup *cg)
+{
+	const struct cgroup_dir *own = cg->v2.path ? &cg->v2 : &cg->v1[V1_PIDS];
+	if (!own->path)
+		return 0;
+	char parent[1400];
+	snprintf(parent, sizeof(parent), "%s", own->path);
+	char *slash = strrchr(parent, '/');
+	if (!slash)
+		return 0;
+	*slash = '\0';
+	_cleanup_close_ int pfd = open(parent, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+	if (pfd < 0)
+		return 0;
+	int dfd = fcntl(pfd, F_DUPFD_CLOEXEC, 3);
+	DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+	if (!d) {
+		safe_close(dfd);
+		return 0;
+	}
+	char stale[CGROUP_STALE_MAX][256];
+	int n = 0;
+	time_t now = time(NULL);
+	struct dirent *de;
+	while (n < CGROUP_STALE_MAX && (de = readdir(d))) {
+		if (de->d_type != DT_DIR ||
+		    strncmp(de->d_name, CGROUP_CELL_PREFIX, strlen(CGROUP_CELL_PREFIX)) != 0 ||
+		    strcmp(de->d_name, cg->name) == 0 || strlen(de->d_name) >= sizeof(stale[0]))
+			continue;
+		int fd = openat(pfd, de->d_name, O_DIRECTORY | O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		struct stat sb;
+		if (fd < 0)
+			continue;
+		if (fstat(fd, &sb) < 0 || now - sb.st_ctime < CGROUP_STALE_MIN_AGE_S ||
+		    flock(fd, LOCK_EX | LOCK_NB) < 0) {
+			close(fd);
+			continue;
+		}
+		close(fd); /* re-taken below, after the listing is closed */
+		snprintf(stale[n++], sizeof(stale[0]), "%s", de->d_name);
+	}
+	closedir(d);
+
+	int collected = 0;
+	for (int i = 0; i < n; i++) {
+		int fd = openat(pfd, stale[i], O_DIRECTORY | O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		if (fd < 0)
+			continue;
+		if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+			close(fd);
+			continue;
+		}
+		struct cgroup *st = adopt_stale(cg, stale[i], fd);
+		if (!st)
+			continue;
+		char path[1400];
+		snprintf(path, sizeof(path), "%s", cgroup_path(st));
+		int r = collect_stale(st);
+		if (r < 0)
+			log_warn("cannot remove %s, left by a cellvisor that is gone: %s", path,
+			    strerror(-r));
+		else {
+			log_info("removed %s, left by a cellvisor that is gone", path);
+			collected++;
+		}
+	}
+	return collected;
 }
 
 const char *

@@ -88,5 +88,15 @@ int cgroup_pids_refused(struct cgroup *cg, uint64_t *ret);
 /* Kill what is left, wait for it to exit (bounded) and remove the directories. Frees cg. */
 int cgroup_destroy(struct cgroup *cg);
 
+/*
+ * Take down the cgroups of cells whose cellvisor is gone (killed with SIGKILL: nothing tore
+ * them down). A runner flock()s its cell's cgroup directory for the whole run; any sibling
+ * of cg named "cellvisor-*" that can be locked and is at least 2 s old is such a leftover:
+ * what is still in it is killed (each is given 1 s) and its directories are removed in
+ * every hierarchy, with a line on stderr for each. At most 8 per call. Returns how many
+ * were removed. Meant to be called once the caller's own cell has started.
+ */
+int cgroup_collect_stale(const struct cgroup *cg);
+
 /* The v2 leaf's path ("/sys/fs/cgroup/unified/...") or the first v1 path, for messages. */
 const char *cgroup_path(const struct cgroup *cg);

@@ -229,6 +229,9 @@ host_start(struct backend_cell *bc, const struct backend_start_args *a,
 		snprintf(err->step, sizeof(err->step), "%s", r < 0 ? "report" : rep.step);
 		return -err->error;
 	}
+	/* While the workload starts: cells an earlier cellvisor could not tear down. */
+	if (bc->cg)
+		(void)cgroup_collect_stale(bc->cg);
 	*ret_pid = pid;
 	return pidfd;
 }

@@ -752,6 +752,9 @@ sandbox_start(struct backend_cell *bc, const struct backend_start_args *a,
 	}
 	(void)fd_set_nonblock(status_rd, true);
 	bc->status_fd = TAKE_FD(status_rd);
+	/* While the workload runs: cells an earlier cellvisor could not tear down. */
+	if (bc->cg)
+		(void)cgroup_collect_stale(bc->cg);
 	*ret_pid = pid;
 	return pidfd;
 }

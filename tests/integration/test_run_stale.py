@@ -1,0 +1,76 @@
+"""A cellvisor killed with SIGKILL cannot tear its cell down; the next cellvisor that starts a
+cell under the same parent cgroup does: each runner flock()s its cell's cgroup directory for
+the whole run, and an unlocked "cellvisor-*" sibling at least 2 s old is a leftover. What
+is still in it is killed and its directories removed, with a line on stderr. A live
+runner's cell is never touched."""
+
+import os
+import signal
+import time
+
+import pytest
+
+from conftest import procs_with_marker
+
+STALE_AGE_S = 2.2  # CGROUP_STALE_MIN_AGE_S, and a little more
+
+
+def cell_cgroups(cell_id):
+    found = []
+    for root, dirs, _ in os.walk("/sys/fs/cgroup"):
+        for d in dirs:
+            if d.startswith(f"cellvisor-{cell_id}-"):
+                found.append(os.path.join(root, d))
+    return found
+
+
+def wait_for(pred, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.02)
+    return pred()
+
+
+@pytest.mark.parametrize("backend", ["host", "sandbox"])
+def test_cell_of_a_killed_runner_is_collected_by_the_next_run(start_cell, run_cell, base_spec,
+                                                              marker, backend):
+    cell_id = f"t-stale-{backend}"
+    # A background process that outlives the top one's parent-death signal on the host.
+    argv = ["/bin/sh", "-c", f'sleep 300 "{marker}" & exec sleep 300 "{marker}"']
+    victim = start_cell(base_spec(id=cell_id, argv=argv), args=("--backend", backend))
+    victim.wait_started()
+    assert wait_for(lambda: len(procs_with_marker(marker)) == 2), procs_with_marker(marker)
+    os.kill(victim.proc.pid, signal.SIGKILL)  # the runner only, not its session
+    victim.proc.wait()
+    assert cell_cgroups(cell_id), "the killed runner's cell cgroup should still be there"
+    if backend == "host":
+        # The top process dies with the runner (PR_SET_PDEATHSIG); the other one stays.
+        assert wait_for(lambda: len(procs_with_marker(marker)) == 1), procs_with_marker(marker)
+    else:
+        # init dies with the runner, and the pid namespace with it.
+        assert wait_for(lambda: procs_with_marker(marker) == []), procs_with_marker(marker)
+
+    time.sleep(STALE_AGE_S)
+    res = run_cell(base_spec(id="t-stale-next"), args=("--backend", backend))
+    assert res.rc == 0, res
+    assert f"cellvisor-{cell_id}-" in res.stderr and "left by a cellvisor that is gone" in \
+        res.stderr, res
+    assert cell_cgroups(cell_id) == []
+    assert wait_for(lambda: procs_with_marker(marker) == []), procs_with_marker(marker)
+
+
+def test_a_live_runners_cell_is_left_alone(start_cell, run_cell, base_spec, marker):
+    live = start_cell(base_spec(id="t-stale-live", argv=["/bin/sleep", "300", marker]))
+    live.wait_started()
+    time.sleep(STALE_AGE_S)
+    res = run_cell(base_spec(id="t-stale-other"))
+    assert res.rc == 0, res
+    assert "left by a cellvisor that is gone" not in res.stderr, res
+    assert cell_cgroups("t-stale-live"), "a live cell's cgroup was removed"
+    assert len(procs_with_marker(marker)) == 1
+    live.proc.send_signal(signal.SIGTERM)
+    out = live.wait(timeout=30)
+    assert out.rc == 143, out
+    assert cell_cgroups("t-stale-live") == []

@@ -217,9 +217,12 @@ dir_close(struct cgroup_dir *d)
 	d->dirfd = d->procs_fd = d->tasks_fd = -EBADF;
 }
 
-/* Create <root><base>/<name>; fill d. base is the parent's path relative to root. */
+/*
+ * Open <root><base>/<name> into d (path, rel, dirfd), creating it first when create is set.
+ * base is the parent's path relative to root. Returns 0 or -errno.
+ */
 static int
-dir_create(struct cgroup_dir *d, const char *root, const char *base, const char *name)
+dir_open(struct cgroup_dir *d, const char *root, const char *base, const char *name, bool create)
 {
 	char rel[1024], path[1400];
 
@@ -227,15 +230,33 @@ dir_create(struct cgroup_dir *d, const char *root, const char *base, const char 
 		base = "";
 	snprintf(rel, sizeof(rel), "%s/%s", base, name);
 	snprintf(path, sizeof(path), "%s%s", root, rel);
-	if (mkdir(path, 0755) < 0)
+	if (create && mkdir(path, 0755) < 0)
 		return -errno;
 	d->path = strdup(path);
 	d->rel = strdup(rel);
 	if (!d->path || !d->rel)
 		return -ENOMEM;
-	d->dirfd = open(path, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
-	if (d->dirfd < 0)
-		return -errno;
+	d->dirfd = open(path, O_DIRECTORY | O_RDONLY | O_CLOEXEC | (create ? 0 : O_NOFOLLOW));
+	if (d->dirfd < 0) {
+		int r = -errno;
+		if (!create) {
+			/* Not ours to remove: forget it. (A created one stays named for rmdir.) */
+			free(d->path);
+			free(d->rel);
+			d->path = d->rel = NULL;
+		}
+		return r;
+	}
+	return 0;
+}
+
+/* Create <root><base>/<name>; fill d, with the fds a process joins through. */
+static int
+dir_create(struct cgroup_dir *d, const char *root, const char *base, const char *name)
+{
+	int r = dir_open(d, root, base, name, true);
+	if (r < 0)
+		return r;
 	d->procs_fd = openat(d->dirfd, "cgroup.procs", O_WRONLY | O_CLOEXEC);
 	if (d->procs_fd < 0)
 		return -errno;
@@ -850,29 +871,6 @@ cgroup_destroy(struct cgroup *cg)
 	return r;
 }
 
-/* Open <root><base>/<name> into d (dirfd only) when it exists. */
-static bool
-dir_adopt(struct cgroup_dir *d, const char *root, const char *base, const char *name)
-{
-	char rel[1024], path[1400];
-
-	if (strcmp(base, "/") == 0)
-		base = "";
-	snprintf(rel, sizeof(rel), "%s/%s", base, name);
-	snprintf(path, sizeof(path), "%s%s", root, rel);
-	int fd = open(path, O_DIRECTORY | O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0)
-		return false;
-	d->path = strdup(path);
-	d->rel = strdup(rel);
-	if (!d->path || !d->rel) {
-		close(fd);
-		return false;
-	}
-	d->dirfd = fd;
-	return true;
-}
-
 /*
  * The cell cgroup `name`, found stale under the same parent as cg, in every hierarchy where
  * it exists, as a struct cgroup that cgroup_destroy() can take down. lock_fd: the locked
@@ -891,7 +889,8 @@ adopt_stale(const struct cgroup *cg, const char *name, int lock_fd)
 	st->v2.dirfd = st->v2.procs_fd = st->v2.tasks_fd = st->v2_events_fd = -EBADF;
 	for (int i = 0; i < _V1_MAX; i++)
 		st->v1[i].dirfd = st->v1[i].procs_fd = st->v1[i].tasks_fd = -EBADF;
-	if (cg->v2.path && dir_adopt(&st->v2, l.v2_root, cg->parent ? cg->parent : self_v2, name)) {
+	if (cg->v2.path &&
+	    dir_open(&st->v2, l.v2_root, cg->parent ? cg->parent : self_v2, name, false) == 0) {
 		st->v2_events_fd = openat(st->v2.dirfd, "cgroup.events", O_RDONLY | O_CLOEXEC);
 		st->has_kill = faccessat(st->v2.dirfd, "cgroup.kill", W_OK, 0) == 0;
 	}
@@ -900,7 +899,8 @@ adopt_stale(const struct cgroup *cg, const char *name, int lock_fd)
 		char root[64];
 		snprintf(root, sizeof(root), "/sys/fs/cgroup/%s", v1_names[i]);
 		if (avail)
-			(void)dir_adopt(&st->v1[i], root, cg->parent ? cg->parent : self_v1[i], name);
+			(void)dir_open(&st->v1[i], root, cg->parent ? cg->parent : self_v1[i], name,
+			    false);
 	}
 	/* Keep the lock for the teardown: the fd of the primary directory is the locked one. */
 	struct cgroup_dir *primary = cg->v2.path ? &st->v2 : &st->v1[V1_PIDS];

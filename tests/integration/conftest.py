@@ -227,6 +227,16 @@ def kill_runner(proc):
         pass
 
 
+def cell_cgroups(cell_id):
+    """The directories of cell cgroups named after cell_id, anywhere under /sys/fs/cgroup."""
+    found = []
+    for root, dirs, _ in os.walk("/sys/fs/cgroup"):
+        for d in dirs:
+            if d.startswith(f"cellvisor-{cell_id}-"):
+                found.append(os.path.join(root, d))
+    return found
+
+
 def procs_with_marker(marker):
     """Pids of live (non-zombie) processes whose argv contains `marker` exactly."""
     want = marker.encode()

@@ -10,18 +10,9 @@ import time
 
 import pytest
 
-from conftest import procs_with_marker
+from conftest import cell_cgroups, procs_with_marker
 
 STALE_AGE_S = 2.2  # CGROUP_STALE_MIN_AGE_S, and a little more
-
-
-def cell_cgroups(cell_id):
-    found = []
-    for root, dirs, _ in os.walk("/sys/fs/cgroup"):
-        for d in dirs:
-            if d.startswith(f"cellvisor-{cell_id}-"):
-                found.append(os.path.join(root, d))
-    return found
 
 
 def wait_for(pred, timeout=5.0):

@@ -11,20 +11,10 @@ import subprocess
 
 import pytest
 
-from conftest import COMPLETED, REJECTED, STARTED, make_env, parse_jsonl
+from conftest import COMPLETED, REJECTED, STARTED, cell_cgroups, make_env, parse_jsonl
 
 SB = ("--backend", "sandbox")
 N_MOUNTS = 200  # 400+ fds: more than one SCM_RIGHTS message without assembly
-
-
-def leftover_cgroups(cell_id):
-    """Cell cgroups named after cell_id anywhere under /sys/fs/cgroup."""
-    found = []
-    for root, dirs, _ in os.walk("/sys/fs/cgroup"):
-        for d in dirs:
-            if d.startswith(f"cellvisor-{cell_id}-"):
-                found.append(os.path.join(root, d))
-    return found
 
 
 def setup_processes():
@@ -79,7 +69,7 @@ def test_refused_after_preparation_leaves_nothing(run_cell, base_spec):
     assert res.rc == 125, res
     assert STARTED not in res.types(), res
     assert REJECTED in res.types(), res
-    assert leftover_cgroups("t-sbrefuse") == []
+    assert cell_cgroups("t-sbrefuse") == []
     assert set(setup_processes()) - before == set()
 
 
@@ -92,7 +82,7 @@ def test_failed_preparation_after_the_clone_leaves_nothing(run_cell, base_spec, 
     assert STARTED not in res.types() and COMPLETED not in res.types(), res
     reason = json.dumps(res.event(REJECTED)["data"])
     assert "spec.authority.filesystem.readOnly[0]" in reason, reason
-    assert leftover_cgroups("t-sbprepfail") == []
+    assert cell_cgroups("t-sbprepfail") == []
     assert set(setup_processes()) - before == set()
 
 
@@ -122,5 +112,5 @@ def test_failure_between_preparation_and_start_is_prompt(cellvisor_bin, write_sp
         steps.append(completed[0]["data"].get("spawnError", ""))
         destroyed = parse_jsonl(events.read_text())[-1]
         assert destroyed["data"].get("terminalState") == "clean", (k, destroyed)
-        assert leftover_cgroups("t-sbnofile") == [], k
+        assert cell_cgroups("t-sbnofile") == [], k
     assert any("stdio" in s for s in steps), steps

@@ -1,4 +1,4 @@
-"""The host backend on a cgroup-v2-only host.
+"""The host and sandbox backends on a cgroup-v2-only host.
 
 This machine is hybrid (v1 controllers + a v2 tree). A v2-only host is simulated for one
 runner: in a private mount namespace (`unshare -m`) the v1 hierarchies are hidden under a
@@ -96,3 +96,61 @@ def test_limits_without_a_controller_are_refused_under_hardened(cellvisor_bin, t
     assert p.returncode == 125
     assert "run.limits.memoryMaxBytes" in p.stderr.decode()
     assert STARTED not in [e["type"] for e in evs]
+
+
+# The sandbox backend on the same simulated v2-only host: CLONE_INTO_CGROUP into the v2 leaf,
+# the cell's cgroup namespace rooted there, cgroup.kill, and the leaf removed.
+
+def test_sandbox_cell_lives_in_its_v2_leaf_which_is_removed(cellvisor_bin, tmp, write_spec,
+                                                             base_spec):
+    before = leaf_dirs()
+    spec = write_spec(base_spec(id="t-v2only-sb", argv=["/bin/grep", "^0::", "/proc/self/cgroup"]))
+    p, evs = run_v2only(cellvisor_bin, tmp, spec, "--backend", "sandbox")
+    assert p.returncode == 0, p.stderr
+    # Its own cgroup namespace, rooted at the cell's leaf: it sees itself at "/".
+    assert p.stdout.decode().strip() == "0::/", p.stdout
+    assert [e["type"] for e in evs] == [STARTED, COMPLETED, SUMMARY, DESTROYED]
+    assert leaf_dirs() == before
+
+
+def test_sandbox_cell_is_in_the_leaf_seen_from_the_host(cellvisor_bin, tmp, write_spec,
+                                                         base_spec, marker):
+    spec = write_spec(base_spec(id="t-v2only-sbhost", argv=["/bin/sleep", marker]))
+    argv = ["unshare", "-m", "/bin/sh", "-c", WRAP, str(cellvisor_bin), "run", "--backend",
+            "sandbox", str(spec)]
+    runner = subprocess.Popen(argv, env=make_env(None), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 10
+        while not procs_with_marker(marker) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        pids = procs_with_marker(marker)
+        assert len(pids) == 1, pids
+        with open(f"/proc/{pids[0]}/cgroup") as f:
+            line = next(l for l in f if l.startswith("0::"))
+        assert "/cellvisor-t-v2only-sbhost-" in line, line
+    finally:
+        runner.terminate()  # SIGTERM to unshare's sh, exec'd into cellvisor: stops the cell
+        runner.wait(timeout=30)
+    assert procs_with_marker(marker) == []
+
+
+def test_sandbox_timeout_kills_the_cell(cellvisor_bin, tmp, write_spec, base_spec, marker):
+    spec = write_spec(base_spec(id="t-v2only-sbto",
+                                argv=["/bin/sh", "-c", f"sleep {marker} & sleep {marker}"]))
+    p, evs = run_v2only(cellvisor_bin, tmp, spec, "--backend", "sandbox", "--timeout", "300")
+    assert p.returncode == 124, p.stderr
+    assert evs[-1]["type"] == DESTROYED
+    assert procs_with_marker(marker) == []
+
+
+def test_sandbox_limits_without_a_controller_are_refused(cellvisor_bin, tmp, write_spec,
+                                                         base_spec):
+    """hardened is the sandbox's default profile."""
+    before = leaf_dirs()
+    spec = write_spec(base_spec(id="t-v2only-sblim", limits={"pidsMax": 16}))
+    p, evs = run_v2only(cellvisor_bin, tmp, spec, "--backend", "sandbox")
+    assert p.returncode == 125
+    assert "run.limits.pidsMax" in p.stderr.decode()
+    assert STARTED not in [e["type"] for e in evs]
+    assert leaf_dirs() == before

@@ -6,6 +6,21 @@
 
 static bool quiet;
 static bool debug;
+static void (*filter_fn)(char *buf, size_t size, void *userdata);
+static void *filter_userdata;
+
+void
+log_set_filter(void (*fn)(char *buf, size_t size, void *userdata), void *userdata)
+{
+	filter_fn = fn;
+	filter_userdata = fn ? userdata : NULL;
+}
+
+void *
+log_filter_userdata(void)
+{
+	return filter_userdata;
+}
 
 void
 log_set_quiet(bool q)
@@ -35,6 +50,8 @@ log_v(const char *level, const char *fmt, va_list ap)
 	int m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
 	if (m < 0)
 		return;
+	if (filter_fn)
+		filter_fn(line + n, sizeof(line) - (size_t)n - 1, filter_userdata);
 	size_t len = strlen(line);
 	line[len++] = '\n';
 	/* One write per message so concurrent writers do not interleave lines. */

@@ -493,6 +493,14 @@ reject(struct cell *c)
 		c->done(c, c->userdata);
 }
 
+/* log.h filter: the cell's secret values out of cellvisor's messages. */
+static void
+log_redact(char *buf, size_t size, void *userdata)
+{
+	const struct cell *c = userdata;
+	redact_text(&c->redactor, buf, size);
+}
+
 static int
 prepare(struct cell *c)
 {
@@ -508,6 +516,9 @@ prepare(struct cell *c)
 	    .lengths = c->secrets->lengths,
 	    .n = c->secrets->n};
 	c->bus->redactor = &c->redactor;
+	/* And in every message cellvisor prints while the cell holds them (DESIGN §3). */
+	if (c->secrets->n > 0)
+		log_set_filter(log_redact, c);
 
 	r = build_env(c);
 	if (r < 0) {
@@ -1141,6 +1152,8 @@ finish(struct cell *c)
 
 	free_env(c);
 	c->bus->redactor = NULL;
+	if (log_filter_userdata() == c)
+		log_set_filter(NULL, NULL);
 	secret_set_free(c->secrets);
 	c->secrets = NULL;
 
@@ -1281,6 +1294,8 @@ cell_free(struct cell *c)
 	free_env(c);
 	if (c->bus && c->bus->redactor == &c->redactor)
 		c->bus->redactor = NULL;
+	if (log_filter_userdata() == c)
+		log_set_filter(NULL, NULL);
 	secret_set_free(c->secrets);
 	free(c);
 }

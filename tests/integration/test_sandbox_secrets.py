@@ -6,6 +6,8 @@ import hashlib
 import json
 import os
 
+import pytest
+
 from conftest import COMPLETED, DESTROYED, REVOKED, STARTED, SUMMARY
 
 PY = "/usr/bin/python3"
@@ -131,3 +133,17 @@ def test_env_delivery_still_works(run_cell, base_spec, tmp):
     res = run_cell(spec, args=SB, env=env)
     assert res.rc == 0, res
     assert res.stdout.split() == [sha(SECRET).encode(), b"False"], res
+
+
+@pytest.mark.parametrize("backend", ["sandbox", "host"])
+def test_secret_in_an_export_failure_is_redacted_everywhere(run_cell, base_spec, tmp, backend):
+    """DESIGN §3: a secret's value never appears in an event, a log line or an error message,
+    including cellvisor's own warnings (here: an export that fails, named after the value)."""
+    env = broker_env(tmp)
+    spec = base_spec(id="t-sbsecret-export", secretRefs=["db-password"], secretDelivery="env",
+                     argv=["/bin/true"],
+                     export={"artifacts": [{"name": f"n-{SECRET}", "path": f"/tmp/{SECRET}"}]})
+    res = run_cell(spec, args=("--backend", backend, "--export-dir", str(tmp / "out")), env=env)
+    assert res.rc == 0, res
+    assert "export" in res.stderr and "[REDACTED]" in res.stderr, res
+    assert SECRET not in res.stderr and SECRET not in res.events_raw, res

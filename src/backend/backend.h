@@ -105,12 +105,18 @@ struct backend_ops {
 	int (*prepare)(const struct backend_prepare_args *args, struct backend_prepare_result *res,
 	    struct backend_cell **ret_cell);
 
-	/* Start the workload; on failure fill *err. Returns a pidfd or -errno. */
+	/*
+	 * Start the workload; on failure fill *err. Returns an fd that becomes readable
+	 * (EPOLLIN) when the workload's top process has ended, or -errno: its pidfd (host), or
+	 * any other fd with that property (the sandbox: the pipe its init reports on). The
+	 * caller owns it; signals go through signal_all().
+	 */
 	int (*start)(struct backend_cell *bc, const struct backend_start_args *args,
 	    struct backend_start_error *err, pid_t *ret_pid);
 
-	/* Collect the top process's exit after its pidfd became readable. */
-	int (*reap)(struct backend_cell *bc, int pidfd, struct backend_exit *ret_exit);
+	/* Collect the top process's exit after start()'s fd became readable; -EAGAIN when it
+	 * has not ended after all. */
+	int (*reap)(struct backend_cell *bc, int fd, struct backend_exit *ret_exit);
 
 	/* Send sig to every process of the cell. Returns the number signalled or -errno. */
 	int (*signal_all)(struct backend_cell *bc, int sig);

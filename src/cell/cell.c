@@ -768,7 +768,8 @@ enter_stopping(struct cell *c)
 	loop_timer_free(c->cap_timer);
 	c->cap_timer = NULL;
 
-	/* The top process first, through its pidfd, then every member of the cell. */
+	/* The top process first, through its pidfd (where start() gave one: a backend's other
+	 * kind of fd refuses it with EBADF), then every member of the cell. */
 	if (c->pidfd >= 0)
 		(void)syscall(SYS_pidfd_send_signal, c->pidfd, SIGTERM, NULL, 0);
 	int r = c->cfg->backend->signal_all(c->bc, SIGTERM);
@@ -859,7 +860,9 @@ emit_completed(struct cell *c)
 			code = c->exit.signaled ? 128 + c->exit.status : c->exit.status;
 	}
 	uint64_t end = c->ended_us ? c->ended_us : now_mono_us();
-	uint64_t duration = c->started_us ? (end - c->started_us) / USEC_PER_MSEC : 0;
+	/* 0 for a workload that never started (events.md). */
+	uint64_t duration =
+	    c->started_us && !c->spawn_failed ? (end - c->started_us) / USEC_PER_MSEC : 0;
 
 	redact_text(c->bus->redactor, spawn_error, sizeof(spawn_error));
 	snprintf(c->failure, sizeof(c->failure), "%s", spawn_error);
@@ -956,8 +959,12 @@ export_one(struct cell *c, const struct spec_artifact *a, uint64_t *ret_bytes, c
 	}
 	r = c->cfg->backend->open_artifact(c->bc, a->path, &src);
 	if (r < 0) {
+		/* The same words as below, whichever backend looked (the sandbox's refuses a
+		 * directory or a special file before opening it). */
 		snprintf(err, err_size, "%s: %s", a->path,
-		    r == -ELOOP ? "a symlink is refused" : strerror(-r));
+		    r == -ELOOP                      ? "a symlink is refused"
+		        : r == -EISDIR || r == -EINVAL ? "not a regular file"
+		                                       : strerror(-r));
 		return r;
 	}
 	if (fstat(src, &st) < 0)

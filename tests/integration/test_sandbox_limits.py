@@ -7,6 +7,8 @@ import os
 import subprocess
 import time
 
+import pytest
+
 from conftest import COMPLETED, procs_with_marker
 
 PY = "/usr/bin/python3"
@@ -102,3 +104,30 @@ def test_fd_exhaustion_stays_in_the_cell(run_cell, base_spec):
     assert res.rc == 0, res
     err, n = res.stdout.split()
     assert err == b"EMFILE" and int(n) < 32, res
+
+
+def test_a_child_oom_killed_while_the_top_process_exits_0_is_not_oom_killed(run_cell, base_spec):
+    """oomKilled means the OOM killer killed a process of the cell and the top process died
+    of SIGKILL (events.md): a child killed while the top process carries on is not that."""
+    script = f"{PY} -I -S -c 'b = bytearray(256 * 1024 * 1024)'; echo child $?; exit 0"
+    res = run_cell(base_spec(id="t-sboomchild", limits={"memoryMaxBytes": 64 * 1024 * 1024},
+                             argv=["/bin/sh", "-c", script]), args=SB)
+    assert res.rc == 0, res
+    assert res.stdout.strip() == b"child 137", res
+    data = res.event(COMPLETED)["data"]
+    assert data["oomKilled"] is False and data["exitCode"] == 0, data
+
+
+@pytest.mark.parametrize("argv0,rc", [("/sbin/ldconfig", 0), ("/nonexistent-sb", 127)])
+def test_nofile_3_still_runs_and_reports(run_cell, base_spec, argv0, rc):
+    """nofile's lowest value (3): a static binary (Debian's ldconfig) runs; a failed execve
+    is still reported (127, spawnError), not a silent 125."""
+    res = run_cell(base_spec(id="t-sbnofile3", argv=[argv0, "--version"],
+                             limits={"nofile": 3}), args=SB)
+    assert res.rc == rc, res
+    data = res.event(COMPLETED)["data"]
+    if rc == 0:
+        assert data["exitCode"] == 0 and data["spawnError"] is None, data
+    else:
+        assert data["exitCode"] == -1 and "exec" in data["spawnError"], data
+        assert data["durationMs"] == 0, data

@@ -361,3 +361,47 @@ def test_term_ignoring_workload_is_killed_after_grace(start_cell, base_spec, mar
     assert res.event(DESTROYED)["data"]["terminalState"] == "forced", res
     assert time.monotonic() - t0 < 5, res
     assert procs_with_marker(marker) == []
+
+
+# What the workload leaves behind is stopped as on any backend (run.md): SIGTERM, the grace
+# period, then SIGKILL; `forced` only when SIGKILL was needed.
+
+def test_leftovers_get_sigterm_and_the_run_is_clean(run_cell, base_spec, tmp):
+    rw = tmp / "rw"
+    rw.mkdir()
+    os.chmod(rw, 0o777)
+    script = (f"setsid sh -c 'trap \"echo term > {rw}/got; exit 0\" TERM; sleep 30 & wait' & "
+              "sleep 0.3; echo top")
+    t0 = time.monotonic()
+    res = run_cell(base_spec(id="t-sbleft", argv=["/bin/sh", "-c", script],
+                             filesystem={"readWrite": [str(rw)]}),
+                   args=SB + ("--grace", "5000"))
+    took = time.monotonic() - t0
+    assert res.rc == 0 and res.stdout.strip() == b"top", res
+    assert (rw / "got").read_text().strip() == "term"
+    assert res.event(DESTROYED)["data"]["terminalState"] == "clean"
+    assert took < 4, took  # it went on SIGTERM, not at the end of the grace period
+
+
+def test_leftovers_that_ignore_sigterm_are_killed_after_the_grace(run_cell, base_spec, marker):
+    script = f"setsid sh -c 'trap \"\" TERM; sleep {marker}' & sleep 0.3; echo top"
+    t0 = time.monotonic()
+    res = run_cell(base_spec(id="t-sbleft2", argv=["/bin/sh", "-c", script]),
+                   args=SB + ("--grace", "1000"))
+    took = time.monotonic() - t0
+    assert res.rc == 0 and res.stdout.strip() == b"top", res
+    data = res.event(DESTROYED)["data"]
+    assert data["terminalState"] == "forced", data
+    assert took >= 1.0, took
+    # completed is written when the top process ends, before the leftovers are dealt with.
+    types = res.types()
+    assert types.index(COMPLETED) < types.index(DESTROYED)
+    assert procs_with_marker(marker) == []
+
+
+def test_bare_argv0_is_searched_in_the_default_path_of_run_md(run_cell, base_spec):
+    """No PATH in run.env: /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin, as on
+    the host backend (ldconfig lives in /usr/sbin)."""
+    res = run_cell(base_spec(id="t-sbpath", argv=["ldconfig", "--version"]), args=SB)
+    assert res.rc == 0, res
+    assert res.stdout.startswith(b"ldconfig"), res

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "backend/sandbox/caps.h"
+#include "backend/spawn.h"
 #include "backend/sandbox/landlock.h"
 #include "backend/sandbox/seccomp.h"
 #include "backend/sandbox/view.h"
@@ -296,7 +297,7 @@ exec_search(const char *file, const char *const *argv, const char *const *envp)
 	}
 	const char *path = env_get(envp, "PATH");
 	if (!path)
-		path = "/usr/local/bin:/usr/bin:/bin";
+		path = SPAWN_DEFAULT_PATH; /* as on the host backend (run.md) */
 	size_t flen = strlen(file);
 	for (const char *p = path;; p++) {
 		const char *end = strchrnul(p, ':');
@@ -487,16 +488,6 @@ workload_main(const struct sb_child_config *c, const int stdio_in[3], int sync_f
 		fail(sync_fd, "chdir", -r, SB_EXIT_SETUP);
 	close(cwd_fd);
 
-	struct rlimit core = {0, 0};
-	if (setrlimit(RLIMIT_CORE, &core) < 0)
-		fail(sync_fd, "rlimit", errno, SB_EXIT_SETUP);
-	if (c->nofile) {
-		struct rlimit nf = {c->nofile, c->nofile};
-		if (setrlimit(RLIMIT_NOFILE, &nf) < 0)
-			fail(sync_fd, "rlimit", errno, SB_EXIT_SETUP);
-	}
-	umask(022);
-
 	if (landlock_fd >= 0) {
 		if ((r = sb_landlock_apply(landlock_fd)) < 0)
 			fail(sync_fd, "landlock", -r, SB_EXIT_SETUP);
@@ -511,6 +502,18 @@ workload_main(const struct sb_child_config *c, const int stdio_in[3], int sync_f
 	}
 	if (syscall(SYS_close_range, 4U, ~0U, 0U) < 0)
 		fail(sync_fd, "close_range", errno, SB_EXIT_SETUP);
+
+	/* Last, with only fds 0-3 open: a nofile as low as 3 leaves the sync socket (already
+	 * open) to report a failed execve on. */
+	struct rlimit core = {0, 0};
+	if (setrlimit(RLIMIT_CORE, &core) < 0)
+		fail(sync_fd, "rlimit", errno, SB_EXIT_SETUP);
+	if (c->nofile) {
+		struct rlimit nf = {c->nofile, c->nofile};
+		if (setrlimit(RLIMIT_NOFILE, &nf) < 0)
+			fail(sync_fd, "rlimit", errno, SB_EXIT_SETUP);
+	}
+	umask(022);
 
 	sigset_t none;
 	sigemptyset(&none);
@@ -570,6 +573,16 @@ init_main(const struct sb_child_config *c, int sync_fd, pid_t workload)
 
 	sigset_t all;
 	sigfillset(&all);
+	/*
+	 * The workload's wait status goes to the runner as soon as it ends: that is the end of
+	 * the cell's top process. init stays while anything else of the cell is left (every
+	 * orphan is its child), forwarding the runner's SIGTERM to it, so that what the
+	 * workload left behind is stopped as on any backend: SIGTERM, the grace period, then
+	 * SIGKILL (cgroup.kill, or init killed, which ends the pid namespace). With nothing
+	 * left, init exits with the workload's code.
+	 */
+	bool reported = false;
+	int code = 0;
 	for (;;) {
 		siginfo_t si;
 		int sig = sigwaitinfo(&all, &si);
@@ -579,12 +592,14 @@ init_main(const struct sb_child_config *c, int sync_fd, pid_t workload)
 			int st;
 			pid_t p;
 			while ((p = waitpid(-1, &st, WNOHANG)) > 0) {
-				if (p != workload)
+				if (p != workload || reported)
 					continue;
 				(void)!write(status_fd, &st, sizeof(st));
-				/* Exiting kills the rest of the cell (pid namespace teardown). */
-				_exit(WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+				reported = true;
+				code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 			}
+			if (reported && p < 0 && errno == ECHILD)
+				_exit(code);
 			continue;
 		}
 		/* Forward what comes from outside the cell (the runner, the kernel) to all of it;

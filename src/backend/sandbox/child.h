@@ -23,8 +23,9 @@
  *     the secrets in its copy of the runner's memory wiped (the environment strings and
  *     sb_child_config.wipe), stdio on /dev/null, every other fd closed; reaps every
  *     process, forwards signals from outside the cell to the whole cell (kill(-1)), and
- *     when the workload exits writes its wait status to the status pipe and exits, which
- *     makes the kernel kill what is left of the cell;
+ *     when the workload exits writes its wait status to the status pipe (the runner's "top
+ *     process ended"); it exits once it has no child left, so what the workload left
+ *     behind is stopped by the runner like on any backend (SIGTERM, grace, SIGKILL);
  *   workload (PID 2)
  *     signal dispositions reset, stdio, its own session, fchdir to the cwd the setup
  *     resolved inside the root, checked, rlimits, umask, landlock, close_range, signals

@@ -77,6 +77,7 @@ struct backend_cell {
 	size_t n_join_v1;
 	int join_v2;    /* the v2 cgroup.procs (borrowed), for when CLONE_INTO_CGROUP is refused */
 	int init_pidfd; /* our own reference to the cell's init */
+	bool init_reaped;
 	int status_fd;  /* read end of the status pipe */
 	/* The setup process cloned ahead of start() (spawn_setup()), waiting for "go". */
 	int setup_pidfd; /* -1: none waiting */
@@ -694,6 +695,7 @@ sandbox_start(struct backend_cell *bc, const struct backend_start_args *a,
 		if ((r = build_view(bc, msg, sizeof(msg))) < 0)
 			return start_failed(err, "view", -r);
 		bc->init_pidfd = safe_close(bc->init_pidfd);
+		bc->init_reaped = false;
 		bc->status_fd = safe_close(bc->status_fd);
 	}
 	/* A setup process cloned by prepare() for other arguments is of no use. */
@@ -743,49 +745,79 @@ sandbox_start(struct backend_cell *bc, const struct backend_start_args *a,
 	 * before, keeps its own score. Best effort: lowering it needs CAP_SYS_RESOURCE. */
 	(void)write_proc_file(pid, "oom_score_adj", "-1000");
 
-	bc->init_pidfd = fcntl(pidfd, F_DUPFD_CLOEXEC, 3);
-	if (bc->init_pidfd < 0) {
+	/* The caller watches the status pipe: the workload's end is its report there (init
+	 * itself stays while anything else of the cell is left: child.c). */
+	int watch_fd = fcntl(status_rd, F_DUPFD_CLOEXEC, 3);
+	if (watch_fd < 0) {
 		r = -errno;
+		siginfo_t si;
 		(void)syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+		(void)waitid((idtype_t)P_PIDFD, (id_t)pidfd, &si, WEXITED);
 		safe_close(pidfd);
 		return start_failed(err, "dup", -r);
 	}
+	bc->init_pidfd = pidfd;
 	(void)fd_set_nonblock(status_rd, true);
 	bc->status_fd = TAKE_FD(status_rd);
 	/* While the workload runs: cells an earlier cellvisor could not tear down. */
 	if (bc->cg)
 		(void)cgroup_collect_stale(bc->cg);
 	*ret_pid = pid;
-	return pidfd;
+	return watch_fd;
+}
+
+/* init's own end, once it is going (its status pipe closed or its report read). */
+static void
+reap_init(struct backend_cell *bc, siginfo_t *si, int timeout_ms)
+{
+	struct pollfd p = {.fd = bc->init_pidfd, .events = POLLIN};
+	*si = (siginfo_t){0};
+	if (bc->init_pidfd < 0 || bc->init_reaped)
+		return;
+	if (poll(&p, 1, timeout_ms) <= 0)
+		return;
+	if (waitid((idtype_t)P_PIDFD, (id_t)bc->init_pidfd, si, WEXITED | WNOHANG) == 0 &&
+	    si->si_pid != 0)
+		bc->init_reaped = true;
 }
 
 static int
-sandbox_reap(struct backend_cell *bc, int pidfd, struct backend_exit *ret)
+sandbox_reap(struct backend_cell *bc, int fd, struct backend_exit *ret)
 {
-	siginfo_t si = {0};
 	int st;
 
-	if (waitid((idtype_t)P_PIDFD, (id_t)pidfd, &si, WEXITED | WNOHANG) < 0)
-		return -errno;
-	if (si.si_pid == 0)
+	(void)fd; /* a copy of bc->status_fd */
+	ssize_t n = read(bc->status_fd, &st, sizeof(st));
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return -EAGAIN;
 	*ret = (struct backend_exit){0};
-	/* init writes the workload's wait status before it exits; without it (init itself was
-	 * killed: cgroup.kill, OOM) init's own status is the cell's. */
-	if (bc->status_fd >= 0 && read(bc->status_fd, &st, sizeof(st)) == (ssize_t)sizeof(st)) {
+	if (n == (ssize_t)sizeof(st)) {
+		/* The workload ended; init may still hold what it left behind. */
 		if (WIFSIGNALED(st)) {
 			ret->signaled = true;
 			ret->status = WTERMSIG(st);
 		} else
 			ret->status = WEXITSTATUS(st);
-	} else if (si.si_code == CLD_EXITED)
-		ret->status = si.si_status;
-	else {
-		ret->signaled = true;
-		ret->status = si.si_status;
+	} else {
+		/* No report: init itself died (cgroup.kill, the OOM killer, a kill by pid), and
+		 * the pid namespace with it. Its own status is the cell's. It is exiting (its end
+		 * of the pipe is closed): wait for that, briefly. */
+		siginfo_t si;
+		reap_init(bc, &si, 5000);
+		if (si.si_pid == 0)
+			ret->signaled = true, ret->status = SIGKILL;
+		else if (si.si_code == CLD_EXITED)
+			ret->status = si.si_status;
+		else {
+			ret->signaled = true;
+			ret->status = si.si_status;
+		}
 	}
+	/* oomKilled: the OOM killer killed a process of the cell and the top one died of
+	 * SIGKILL (events.md), as on the host backend. */
 	uint64_t ooms = 0;
-	if (bc->cg && cgroup_oom_kills(bc->cg, &ooms) >= 0 && ooms > 0)
+	if (ret->signaled && ret->status == SIGKILL && bc->cg &&
+	    cgroup_oom_kills(bc->cg, &ooms) >= 0 && ooms > 0)
 		ret->oom_killed = true;
 	return 0;
 }
@@ -881,10 +913,12 @@ sandbox_destroy(struct backend_cell *bc)
 			safe_close(bc->join_v1[i]);
 	if (bc->cg)
 		r = cgroup_destroy(bc->cg);
-	else if (bc->init_pidfd >= 0) {
+	/* init has left with the rest of the cell (or is made to: that ends the pid
+	 * namespace); collect it so that no zombie stays behind. */
+	if (bc->init_pidfd >= 0 && !bc->init_reaped) {
 		siginfo_t si;
 		(void)syscall(SYS_pidfd_send_signal, bc->init_pidfd, SIGKILL, NULL, 0);
-		(void)waitid((idtype_t)P_PIDFD, (id_t)bc->init_pidfd, &si, WEXITED | WNOWAIT);
+		reap_init(bc, &si, 5000);
 	}
 	/* Last references to the cell's mounts: its tmpfs (secrets included) go with them. */
 	sb_view_done(&bc->view);

@@ -147,3 +147,20 @@ def test_secret_in_an_export_failure_is_redacted_everywhere(run_cell, base_spec,
     assert res.rc == 0, res
     assert "export" in res.stderr and "[REDACTED]" in res.stderr, res
     assert SECRET not in res.stderr and SECRET not in res.events_raw, res
+
+
+def test_file_secrets_with_the_hosts_root_as_the_view(run_cell, base_spec, tmp):
+    """readOnly ["/"] shows the host's root; the host has no /run/secrets to mount on and
+    nothing is created in a host tree: the cell gets a /run tmpfs of its own for them."""
+    env = broker_env(tmp)
+    script = ("import json, os; v = open('/run/secrets/db-password').read();"
+              " mi = [l.split()[4] for l in open('/proc/self/mountinfo')];"
+              " print(json.dumps({'len': len(v), 'run': '/run' in mi,"
+              " 'usr': os.path.isdir('/usr/bin')}))")
+    spec = base_spec(id="t-sbsecret-hostroot", secretRefs=["db-password"],
+                     secretDelivery="file", argv=[PY, "-I", "-S", "-c", script],
+                     filesystem={"readOnly": ["/"]})
+    res = run_cell(spec, args=SB, env=env)
+    assert res.rc == 0, res
+    assert json.loads(res.stdout) == {"len": len(SECRET), "run": True, "usr": True}, res
+    assert not os.path.exists("/run/secrets/db-password")

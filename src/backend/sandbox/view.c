@@ -325,6 +325,20 @@ collect(struct builder *b, bool root_is_host)
 		return -ENOMEM;
 	it->mode = "1777";
 	it->attrs = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+	struct stat rs;
+	if (file_secrets(b->cfg) && root_is_host &&
+	    (lstat("/run/secrets", &rs) < 0 || !S_ISDIR(rs.st_mode))) {
+		/*
+		 * The host's root as the view, and no /run/secrets on the host to mount the secrets
+		 * on (nothing is ever created in a host tree): the cell gets a /run of its own,
+		 * an empty tmpfs over the host's (unless the spec declares /run itself).
+		 */
+		if (!(it = add_item(b, ITEM_TMPFS, "/run")))
+			return -ENOMEM;
+		it->mode = "0755";
+		it->attrs = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC;
+		snprintf(it->origin, sizeof(it->origin), "spec.authority.secretRefs");
+	}
 	if (file_secrets(b->cfg)) {
 		if (!(it = add_item(b, ITEM_SECRETS, "/run/secrets")))
 			return -ENOMEM;

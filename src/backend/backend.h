@@ -36,7 +36,7 @@ struct backend_caps {
 	bool namespaces;    /* new user/pid/mount/net/... namespaces */
 	bool seccomp;
 	int landlock_abi;     /* 0 = none */
-	char containment[64]; /* "cgroup v2", "cgroup v1+v2 (hybrid)", "process group" */
+	char containment[160]; /* "cgroup v2", "cgroup v1+v2 (hybrid)", "process group" */
 };
 
 /* One item of declared authority that a backend could not enforce. */

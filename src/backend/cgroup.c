@@ -158,9 +158,12 @@ cgroup_probe(struct cgroup_layout *ret)
 		}
 	}
 	for (int i = 0; i < _V1_MAX; i++) {
-		char p[600];
+		char p[600], own[1200];
 		snprintf(p, sizeof(p), "/sys/fs/cgroup/%s", v1_names[i]);
-		bool ok = is_cgroupfs(p, CGROUP_SUPER_MAGIC) && self_v1[i][0];
+		/* Usable when cells can be made below our own cgroup of that hierarchy. */
+		snprintf(own, sizeof(own), "%s%s", p, self_v1[i]);
+		bool ok = is_cgroupfs(p, CGROUP_SUPER_MAGIC) && self_v1[i][0] &&
+		    access(own, W_OK) == 0;
 		if (i == V1_MEMORY)
 			l.v1_memory = ok;
 		else if (i == V1_PIDS)

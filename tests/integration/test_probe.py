@@ -33,3 +33,19 @@ def test_probe_text_and_usage(cli):
     bad = cli("probe", "extra")
     assert bad.rc == 125 and "probe: takes no arguments" in bad.stderr
     assert cli("help", "probe").rc == 0
+
+
+def test_probe_as_an_unprivileged_user_says_what_it_cannot_do(cellvisor_bin):
+    """Run as nobody: no cgroup it may create cells under, no sandbox (the runner needs
+    CAP_SYS_ADMIN, CAP_SETUID and CAP_SETGID): probe must not claim either."""
+    import subprocess
+    from conftest import make_env
+    p = subprocess.run(["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups",
+                        str(cellvisor_bin), "probe", "--json"], capture_output=True,
+                       env=make_env({}), timeout=30)
+    assert p.returncode == 0, p
+    host, sandbox = [json.loads(line) for line in p.stdout.decode().splitlines()]
+    assert host["cgroupLimits"] is False and host["cgroupV2"] is False, host
+    assert host["containment"] == "none (process group)", host
+    assert sandbox["namespaces"] is False, sandbox
+    assert sandbox["containment"].startswith("none: cannot run here"), sandbox

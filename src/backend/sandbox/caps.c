@@ -8,6 +8,8 @@
 #include <sys/syscall.h>
 
 #include <linux/capability.h>
+
+#include <string.h>
 #include <linux/securebits.h>
 
 #include <errno.h>
@@ -106,4 +108,19 @@ sb_caps_drop_all(void)
 	if (syscall(SYS_capset, &hdr, data) < 0)
 		return -errno;
 	return 0;
+}
+
+bool
+sb_caps_have_runner_caps(void)
+{
+	struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+	struct __user_cap_data_struct d[2];
+	memset(d, 0, sizeof(d));
+	if (syscall(SYS_capget, &h, d) < 0)
+		return false;
+	static const int need[] = {CAP_SYS_ADMIN, CAP_SETUID, CAP_SETGID};
+	for (size_t i = 0; i < sizeof(need) / sizeof(need[0]); i++)
+		if (!(d[need[i] / 32].effective & (1U << (need[i] % 32))))
+			return false;
+	return true;
 }

@@ -19,6 +19,8 @@
  */
 #pragma once
 
+#include <stdbool.h>
+
 /*
  * Clear the ambient set, set and lock SECBIT_NOROOT, SECBIT_NO_SETUID_FIXUP,
  * SECBIT_NO_CAP_AMBIENT_RAISE and (cleared) SECBIT_KEEP_CAPS, and drop every capability
@@ -32,3 +34,7 @@ int sb_caps_drop_bounding(void);
  * Call after the last step that needs privileges (mounts, setresuid).
  */
 int sb_caps_drop_all(void);
+
+/* Whether the calling process has CAP_SYS_ADMIN, CAP_SETUID and CAP_SETGID effective: what
+ * the runner needs to set a cell up (probe). */
+bool sb_caps_have_runner_caps(void);

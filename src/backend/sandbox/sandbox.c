@@ -47,6 +47,7 @@
 
 #include "backend/backend.h"
 #include "backend/cgroup.h"
+#include "backend/sandbox/caps.h"
 #include "backend/sandbox/child.h"
 #include "backend/sandbox/landlock.h"
 #include "backend/sandbox/seccomp.h"
@@ -115,10 +116,19 @@ sandbox_probe(struct backend_caps *ret)
 		ret->namespaces = fs >= 0;
 		safe_close(fs);
 	}
+	/* The runner maps the cell's ids to a host uid of its choosing and builds mounts:
+	 * CAP_SYS_ADMIN, CAP_SETUID and CAP_SETGID over the host's user namespace. */
+	if (ret->namespaces && !sb_caps_have_runner_caps())
+		ret->namespaces = false;
 	ret->seccomp = prctl(PR_GET_SECCOMP, 0, 0, 0, 0) >= 0 &&
 	    access("/proc/sys/kernel/seccomp/actions_avail", F_OK) == 0;
-	snprintf(ret->containment, sizeof(ret->containment), "pid namespace + %s",
-	    cgroup_layout_describe(&l));
+	if (ret->namespaces)
+		snprintf(ret->containment, sizeof(ret->containment), "pid namespace + %s",
+		    cgroup_layout_describe(&l));
+	else
+		snprintf(ret->containment, sizeof(ret->containment),
+		    "none: cannot run here (needs CAP_SYS_ADMIN, CAP_SETUID, CAP_SETGID, user "
+		    "namespaces and the new mount API)");
 	return 0;
 }
 

@@ -870,17 +870,23 @@ sandbox_signal_all(struct backend_cell *bc, int sig)
 	return 0;
 }
 
+/*
+ * The cell is empty when its init has exited: init stays while the cell holds anything
+ * else, and its exit waits until the kernel has killed and reaped whatever is left in the
+ * pid namespace. init's pidfd says so at once, where cgroup.events may lag: the kernel
+ * rate-limits its notifications to one per 10 ms, and a short cell's "populated 1" is
+ * that recent.
+ */
 static int
 sandbox_empty_fd(struct backend_cell *bc, uint32_t *ret_events)
 {
-	int fd = bc->cg ? cgroup_events_fd(bc->cg) : -1;
-	if (fd >= 0) {
-		*ret_events = 0x002; /* EPOLLPRI */
-		return fd;
+	if (bc->init_pidfd >= 0) {
+		*ret_events = 0x001; /* EPOLLIN */
+		return bc->init_pidfd;
 	}
-	/* When init has exited, the kernel has already reaped everything else in the cell. */
-	*ret_events = 0x001; /* EPOLLIN */
-	return bc->init_pidfd;
+	int fd = bc->cg ? cgroup_events_fd(bc->cg) : -1;
+	*ret_events = 0x002; /* EPOLLPRI */
+	return fd;
 }
 
 static int
@@ -890,15 +896,18 @@ sandbox_is_empty(struct backend_cell *bc)
 	 * waiting for "go" is not a workload to wait for. */
 	if (!bc->started)
 		kill_setup(bc);
+	if (bc->init_pidfd >= 0) {
+		struct pollfd p = {.fd = bc->init_pidfd, .events = POLLIN};
+		int n = poll(&p, 1, 0);
+		if (n < 0)
+			return -errno;
+		/* Gone: so is the cell (a process someone moved into its cgroup from outside
+		 * is not of the cell; cgroup_destroy() still kills it and waits). */
+		return n > 0 ? 1 : 0;
+	}
 	if (bc->cg)
 		return cgroup_is_empty(bc->cg);
-	if (bc->init_pidfd < 0)
-		return 1;
-	struct pollfd p = {.fd = bc->init_pidfd, .events = POLLIN};
-	int n = poll(&p, 1, 0);
-	if (n < 0)
-		return -errno;
-	return n > 0 ? 1 : 0;
+	return 1;
 }
 
 static int

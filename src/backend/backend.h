@@ -107,16 +107,20 @@ struct backend_ops {
 
 	/*
 	 * Start the workload; on failure fill *err. Returns an fd that becomes readable
-	 * (EPOLLIN) when the workload's top process has ended, or -errno: its pidfd (host), or
-	 * any other fd with that property (the sandbox: the pipe its init reports on). The
-	 * caller owns it; signals go through signal_all().
+	 * (EPOLLIN) when the workload's top process has ended (with ended_fd(), one of them
+	 * does), or -errno: its pidfd (host), or a pidfd of the process whose exit says so (the
+	 * sandbox's init). The caller owns it; signals go through signal_all().
 	 */
 	int (*start)(struct backend_cell *bc, const struct backend_start_args *args,
 	    struct backend_start_error *err, pid_t *ret_pid);
 
-	/* Collect the top process's exit after start()'s fd became readable; -EAGAIN when it
-	 * has not ended after all. */
+	/* Collect the top process's exit after start()'s fd (or ended_fd()) became readable;
+	 * -EAGAIN when it has not ended after all. */
 	int (*reap)(struct backend_cell *bc, int fd, struct backend_exit *ret_exit);
+
+	/* Optional: one more fd (borrowed) whose readiness (EPOLLIN) may also mean the top
+	 * process ended, watched with start()'s while the cell runs; -1 for none. */
+	int (*ended_fd)(struct backend_cell *bc);
 
 	/* Send sig to every process of the cell. Returns the number signalled or -errno. */
 	int (*signal_all)(struct backend_cell *bc, int sig);

@@ -78,6 +78,7 @@ struct cell {
 	int pidfd;
 	pid_t pid;
 	struct loop_source *pid_src;
+	struct loop_source *ended_src; /* the backend's ended_fd(), if any */
 	struct loop_source *empty_src;
 	struct output out[2];
 
@@ -660,6 +661,9 @@ enter_running(struct cell *c)
 
 	c->state = CELL_RUNNING;
 	r = loop_add_io(c->loop, c->pidfd, EPOLLIN, on_pidfd, c, &c->pid_src);
+	int efd = c->cfg->backend->ended_fd ? c->cfg->backend->ended_fd(c->bc) : -1;
+	if (r >= 0 && efd >= 0)
+		r = loop_add_io(c->loop, efd, EPOLLIN, on_pidfd, c, &c->ended_src);
 	if (r < 0)
 		log_error("cannot watch the workload: %s", strerror(-r));
 	watch_empty(c);
@@ -690,6 +694,8 @@ on_pidfd(struct loop *l, int fd, uint32_t revents, void *userdata)
 	c->ended_us = now_mono_us();
 	loop_source_free(c->pid_src);
 	c->pid_src = NULL;
+	loop_source_free(c->ended_src);
+	c->ended_src = NULL;
 	c->pidfd = safe_close(c->pidfd);
 	dispatch(c, CE_EXITED);
 }
@@ -1292,6 +1298,7 @@ cell_free(struct cell *c)
 	loop_timer_free(c->grace_timer);
 	loop_timer_free(c->poll_timer);
 	loop_source_free(c->pid_src);
+	loop_source_free(c->ended_src);
 	loop_source_free(c->empty_src);
 	for (int i = 0; i < 2; i++)
 		output_close(&c->out[i]);

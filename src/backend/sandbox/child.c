@@ -589,16 +589,27 @@ init_main(const struct sb_child_config *c, int sync_fd, pid_t workload)
 		if (sig < 0)
 			continue;
 		if (sig == SIGCHLD) {
-			int st;
+			int st, wst = 0;
+			bool ended = false;
 			pid_t p;
-			while ((p = waitpid(-1, &st, WNOHANG)) > 0) {
-				if (p != workload || reported)
-					continue;
-				(void)!write(status_fd, &st, sizeof(st));
+			while ((p = waitpid(-1, &st, WNOHANG)) > 0)
+				if (p == workload && !reported) {
+					ended = true;
+					wst = st;
+				}
+			bool alone = p < 0 && errno == ECHILD;
+			if (ended) {
+				c->status->wait_status = wst;
+				__atomic_store_n(&c->status->reported, 1, __ATOMIC_RELEASE);
 				reported = true;
-				code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+				code = WIFEXITED(wst) ? WEXITSTATUS(wst) : 128 + WTERMSIG(wst);
+				/* Alone: our exit, right below, is the runner's one wake-up. */
+				if (!alone) {
+					uint64_t one = 1;
+					(void)!write(status_fd, &one, sizeof(one));
+				}
 			}
-			if (reported && p < 0 && errno == ECHILD)
+			if (reported && alone)
 				_exit(code);
 			continue;
 		}

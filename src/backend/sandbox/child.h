@@ -23,9 +23,10 @@
  *     the secrets in its copy of the runner's memory wiped (the environment strings and
  *     sb_child_config.wipe), stdio on /dev/null, every other fd closed; reaps every
  *     process, forwards signals from outside the cell to the whole cell (kill(-1)), and
- *     when the workload exits writes its wait status to the status pipe (the runner's "top
- *     process ended"); it exits once it has no child left, so what the workload left
- *     behind is stopped by the runner like on any backend (SIGTERM, grace, SIGKILL);
+ *     when the workload exits stores its wait status for the runner (struct
+ *     sb_child_status: the runner's "top process ended"); it exits once it has no child
+ *     left, so what the workload left behind is stopped by the runner like on any backend
+ *     (SIGTERM, grace, SIGKILL);
  *   workload (PID 2)
  *     signal dispositions reset, stdio, its own session, fchdir to the cwd the setup
  *     resolved inside the root, checked, rlimits, umask, landlock, close_range, signals
@@ -82,6 +83,17 @@ struct sb_child_attach {
 	int32_t target;
 };
 
+/*
+ * How init tells the runner the workload ended: in a page the runner mapped MAP_SHARED
+ * before the clone (no wake-up by itself). With nothing else left in the cell, init then
+ * exits, and its pidfd wakes the runner once; otherwise init also writes the eventfd
+ * (status_fd) and stays, holding what the workload left behind.
+ */
+struct sb_child_status {
+	int32_t wait_status; /* the workload's, as waitpid() gives it */
+	int32_t reported;    /* set (release) after wait_status */
+};
+
 struct sb_child_report {
 	int32_t error; /* errno */
 	char step[28]; /* "exec", "chdir", "mount", ... */
@@ -105,7 +117,8 @@ struct sb_child_wipe {
 /* What the setup process knows at the clone; the rest comes with "go". */
 struct sb_child_config {
 	int sync_fd;   /* the cell's end of the runner's SOCK_SEQPACKET socketpair */
-	int status_fd; /* write end of the status pipe (init -> runner) */
+	int status_fd; /* an eventfd init writes when the workload ended with leftovers */
+	struct sb_child_status *status; /* shared with the runner (MAP_SHARED) */
 	int runner_fds[2]; /* the runner's ends of both, closed first (EOF when it is gone) */
 	int cgroup_fds[SB_CHILD_MAX_CGROUP_FDS]; /* v1 `tasks` / cgroup.procs: join by writing "0"
 	                                          */

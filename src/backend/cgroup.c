@@ -1,6 +1,7 @@
 #include "backend/cgroup.h"
 
 #include <sys/file.h>
+#include <sys/xattr.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/vfs.h>
@@ -53,17 +54,25 @@ struct cgroup {
 	char *name;
 };
 
-/* The cell cgroups cellvisor makes are named "cellvisor-..." (cell.c: "<cellId>-<run8>"). */
+/* The cell cgroups cellvisor makes are named "cellvisor-<cellId>-<8 hex digits>". */
 #define CGROUP_CELL_PREFIX "cellvisor-"
+/*
+ * And carry this extended attribute (trusted.*: only a privileged process sets it), whose
+ * value lists every directory of the cell, one "<hierarchy>:<path>" per line. Only what
+ * carries it is ever collected: a cgroup of the same name made by anyone else is not.
+ */
+#define CGROUP_CELL_XATTR "trusted.cellvisor.cell"
+#define CGROUP_CELL_XATTR_MAX 4096
 /*
  * A cell's cgroup directory is flock()ed by its runner for the whole run. An unlocked one
  * at least this old (ctime) belongs to a runner that is gone; a younger one may be between
  * its runner's mkdir() and flock().
  */
 #define CGROUP_STALE_MIN_AGE_S 2
-/* At most this many stale cells are collected per call, each given this long to die. */
-#define CGROUP_STALE_MAX     8
-#define CGROUP_STALE_WAIT_MS 1000
+/* At most this many stale cells are collected per call, all within this time budget (the
+ * caller's own cell is running meanwhile); what is not done is left for a later run. */
+#define CGROUP_STALE_MAX       8
+#define CGROUP_STALE_BUDGET_MS 100
 
 /* How deep sub-cgroups of a cell are followed when signalling and removing. */
 #define CGROUP_MAX_DEPTH 16
@@ -158,12 +167,9 @@ cgroup_probe(struct cgroup_layout *ret)
 		}
 	}
 	for (int i = 0; i < _V1_MAX; i++) {
-		char p[600], own[1200];
+		char p[600];
 		snprintf(p, sizeof(p), "/sys/fs/cgroup/%s", v1_names[i]);
-		/* Usable when cells can be made below our own cgroup of that hierarchy. */
-		snprintf(own, sizeof(own), "%s%s", p, self_v1[i]);
-		bool ok = is_cgroupfs(p, CGROUP_SUPER_MAGIC) && self_v1[i][0] &&
-		    access(own, W_OK) == 0;
+		bool ok = is_cgroupfs(p, CGROUP_SUPER_MAGIC) && self_v1[i][0];
 		if (i == V1_MEMORY)
 			l.v1_memory = ok;
 		else if (i == V1_PIDS)
@@ -193,6 +199,42 @@ cgroup_layout_describe(const struct cgroup_layout *l)
 	return "none (process group)";
 }
 
+static const char *cgroup_parent_relative(const char *parent);
+
+/* Whether the caller may create cgroups under base (parent, or its own) in hierarchy dir. */
+static bool
+writable_under(const char *root, const char *parent, const char *self)
+{
+	char dir[1400];
+	const char *base = parent ? parent : self;
+	snprintf(dir, sizeof(dir), "%s%s", root, strcmp(base, "/") == 0 ? "" : base);
+	return faccessat(AT_FDCWD, dir, W_OK, AT_EACCESS) == 0;
+}
+
+bool
+cgroup_writable(const struct cgroup_layout *l, const char *parent)
+{
+	if (parent)
+		parent = cgroup_parent_relative(parent);
+	if (parent && (parent[0] != '/' || strstr(parent, "..")))
+		return false;
+	if (l->v2 && !writable_under(l->v2_root, parent, self_v2))
+		return false;
+	/* Limits without v2 controllers live in the v1 hierarchies (hybrid, v1-only). */
+	const bool v1[_V1_MAX] = {
+	    [V1_MEMORY] = l->v1_memory && !l->v2_memory,
+	    [V1_PIDS] = l->v1_pids && (!l->v2_pids || !l->v2),
+	    [V1_CPU] = false,
+	};
+	for (int i = 0; i < _V1_MAX; i++) {
+		char root[64];
+		snprintf(root, sizeof(root), "/sys/fs/cgroup/%s", v1_names[i]);
+		if (v1[i] && !writable_under(root, parent, self_v1[i]))
+			return false;
+	}
+	return l->v2 || l->v1_pids;
+}
+
 bool
 cgroup_can_limit_memory(const struct cgroup_layout *l)
 {
@@ -220,12 +262,9 @@ dir_close(struct cgroup_dir *d)
 	d->dirfd = d->procs_fd = d->tasks_fd = -EBADF;
 }
 
-/*
- * Open <root><base>/<name> into d (path, rel, dirfd), creating it first when create is set.
- * base is the parent's path relative to root. Returns 0 or -errno.
- */
+/* Create <root><base>/<name>; fill d. base is the parent's path relative to root. */
 static int
-dir_open(struct cgroup_dir *d, const char *root, const char *base, const char *name, bool create)
+dir_create(struct cgroup_dir *d, const char *root, const char *base, const char *name)
 {
 	char rel[1024], path[1400];
 
@@ -233,33 +272,15 @@ dir_open(struct cgroup_dir *d, const char *root, const char *base, const char *n
 		base = "";
 	snprintf(rel, sizeof(rel), "%s/%s", base, name);
 	snprintf(path, sizeof(path), "%s%s", root, rel);
-	if (create && mkdir(path, 0755) < 0)
+	if (mkdir(path, 0755) < 0)
 		return -errno;
 	d->path = strdup(path);
 	d->rel = strdup(rel);
 	if (!d->path || !d->rel)
 		return -ENOMEM;
-	d->dirfd = open(path, O_DIRECTORY | O_RDONLY | O_CLOEXEC | (create ? 0 : O_NOFOLLOW));
-	if (d->dirfd < 0) {
-		int r = -errno;
-		if (!create) {
-			/* Not ours to remove: forget it. (A created one stays named for rmdir.) */
-			free(d->path);
-			free(d->rel);
-			d->path = d->rel = NULL;
-		}
-		return r;
-	}
-	return 0;
-}
-
-/* Create <root><base>/<name>; fill d, with the fds a process joins through. */
-static int
-dir_create(struct cgroup_dir *d, const char *root, const char *base, const char *name)
-{
-	int r = dir_open(d, root, base, name, true);
-	if (r < 0)
-		return r;
+	d->dirfd = open(path, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+	if (d->dirfd < 0)
+		return -errno;
 	d->procs_fd = openat(d->dirfd, "cgroup.procs", O_WRONLY | O_CLOEXEC);
 	if (d->procs_fd < 0)
 		return -errno;
@@ -465,6 +486,32 @@ cgroup_parent_relative(const char *parent)
 	return rest[0] ? rest : "/";
 }
 
+/* Write CGROUP_CELL_XATTR on every directory of the cell (best effort: without it, the
+ * cell is just never collected should its runner die). */
+static void
+mark_cell(const struct cgroup *cg)
+{
+	char value[CGROUP_CELL_XATTR_MAX];
+	size_t n = 0;
+	const struct cgroup_dir *dirs[_V1_MAX + 1] = {&cg->v2};
+	const char *kinds[_V1_MAX + 1] = {"v2"};
+	for (int i = 0; i < _V1_MAX; i++) {
+		dirs[i + 1] = &cg->v1[i];
+		kinds[i + 1] = v1_names[i];
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(dirs); i++) {
+		if (!dirs[i]->path)
+			continue;
+		int k = snprintf(value + n, sizeof(value) - n, "%s:%s\n", kinds[i], dirs[i]->path);
+		if (k < 0 || (size_t)k >= sizeof(value) - n)
+			return;
+		n += (size_t)k;
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(dirs); i++)
+		if (dirs[i]->path && dirs[i]->dirfd >= 0)
+			(void)fsetxattr(dirs[i]->dirfd, CGROUP_CELL_XATTR, value, n, 0);
+}
+
 int
 cgroup_create(const char *name, const char *parent, const struct cgroup_limits *limits, char *err,
     size_t err_size, struct cgroup **ret)
@@ -577,8 +624,10 @@ cgroup_create(const char *name, const char *parent, const struct cgroup_limits *
 	r = apply_limits(cg, &l, limits, err, err_size);
 	if (r < 0)
 		goto fail;
-	/* Held until the fd closes (cgroup_destroy(), or the runner's death): "in use". */
-	(void)flock(cg->v2.path ? cg->v2.dirfd : cg->v1[V1_PIDS].dirfd, LOCK_EX | LOCK_NB);
+	/* Held until the fd closes (cgroup_destroy(), or the runner's death): "in use". Only a
+	 * locked cell is marked as cellvisor's: an unmarked one is never collected. */
+	if (flock(cg->v2.path ? cg->v2.dirfd : cg->v1[V1_PIDS].dirfd, LOCK_EX | LOCK_NB) == 0)
+		mark_cell(cg);
 	cg->name = strdup(name);
 	cg->parent = parent ? strdup(parent) : NULL;
 	if (!cg->name || (parent && !cg->parent)) {
@@ -874,61 +923,116 @@ cgroup_destroy(struct cgroup *cg)
 	return r;
 }
 
+/* "cellvisor-<cellId>-<8 hex digits>", as cell.c names cells. */
+static bool
+cell_name_ok(const char *name)
+{
+	size_t n = strlen(name), p = strlen(CGROUP_CELL_PREFIX);
+	if (n < p + 10 || strncmp(name, CGROUP_CELL_PREFIX, p) != 0 || name[n - 9] != '-')
+		return false;
+	for (size_t i = n - 8; i < n; i++)
+		if (!isxdigit((unsigned char)name[i]))
+			return false;
+	return true;
+}
+
 /*
- * The cell cgroup `name`, found stale under the same parent as cg, in every hierarchy where
- * it exists, as a struct cgroup that cgroup_destroy() can take down. lock_fd: the locked
- * fd of its primary directory, which becomes that directory's dirfd.
+ * Adopt one directory listed in a stale cell's marker: "<kind>:<path>" where path is
+ * <root>/.../<name> inside that hierarchy, an existing cgroup directory that carries the
+ * same marker. Anything else is ignored.
  */
+static void
+adopt_listed(struct cgroup *st, const struct cgroup_layout *l, const char *kind,
+    const char *path, const char *name, const char *marker, size_t marker_len)
+{
+	struct cgroup_dir *d = NULL;
+	char root[64];
+	if (strcmp(kind, "v2") == 0 && l->v2_root[0]) {
+		d = &st->v2;
+		snprintf(root, sizeof(root), "%s", l->v2_root);
+	} else
+		for (int i = 0; i < _V1_MAX; i++)
+			if (strcmp(kind, v1_names[i]) == 0) {
+				d = &st->v1[i];
+				snprintf(root, sizeof(root), "/sys/fs/cgroup/%s", v1_names[i]);
+			}
+	size_t rl = strlen(root);
+	const char *base = d ? strrchr(path, '/') : NULL;
+	if (!d || d->path || strncmp(path, root, rl) != 0 || path[rl] != '/' ||
+	    strstr(path, "/../") || strstr(path, "/./") || strstr(path, "//") || !base ||
+	    strcmp(base + 1, name) != 0 || strlen(path) >= 1024)
+		return;
+	int fd = open(path, O_DIRECTORY | O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return;
+	char got[CGROUP_CELL_XATTR_MAX];
+	struct statfs sf;
+	ssize_t k = fgetxattr(fd, CGROUP_CELL_XATTR, got, sizeof(got));
+	if (k != (ssize_t)marker_len || memcmp(got, marker, marker_len) != 0 ||
+	    fstatfs(fd, &sf) < 0 ||
+	    (sf.f_type != CGROUP_SUPER_MAGIC && sf.f_type != CGROUP2_SUPER_MAGIC)) {
+		close(fd);
+		return;
+	}
+	d->path = strdup(path);
+	d->rel = strdup(path + rl);
+	if (!d->path || !d->rel) {
+		free(d->path);
+		free(d->rel);
+		d->path = d->rel = NULL;
+		close(fd);
+		return;
+	}
+	d->dirfd = fd;
+}
+
+/* A stale cell as a struct cgroup, from the marker on its (locked) primary directory. */
 static struct cgroup *
-adopt_stale(const struct cgroup *cg, const char *name, int lock_fd)
+adopt_stale(const char *name, const char *marker, size_t marker_len)
 {
 	struct cgroup_layout l;
 	cgroup_probe(&l);
 	struct cgroup *st = calloc(1, sizeof(*st));
-	if (!st) {
-		close(lock_fd);
+	if (!st)
 		return NULL;
-	}
 	st->v2.dirfd = st->v2.procs_fd = st->v2.tasks_fd = st->v2_events_fd = -EBADF;
 	for (int i = 0; i < _V1_MAX; i++)
 		st->v1[i].dirfd = st->v1[i].procs_fd = st->v1[i].tasks_fd = -EBADF;
-	if (cg->v2.path &&
-	    dir_open(&st->v2, l.v2_root, cg->parent ? cg->parent : self_v2, name, false) == 0) {
+	char buf[CGROUP_CELL_XATTR_MAX + 1];
+	memcpy(buf, marker, marker_len);
+	buf[marker_len] = '\0';
+	char *save = NULL;
+	for (char *line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		char *colon = strchr(line, ':');
+		if (!colon)
+			continue;
+		*colon = '\0';
+		adopt_listed(st, &l, line, colon + 1, name, marker, marker_len);
+	}
+	if (st->v2.dirfd >= 0) {
 		st->v2_events_fd = openat(st->v2.dirfd, "cgroup.events", O_RDONLY | O_CLOEXEC);
 		st->has_kill = faccessat(st->v2.dirfd, "cgroup.kill", W_OK, 0) == 0;
 	}
-	for (int i = 0; i < _V1_MAX; i++) {
-		bool avail = i == V1_MEMORY ? l.v1_memory : i == V1_PIDS ? l.v1_pids : l.v1_cpu;
-		char root[64];
-		snprintf(root, sizeof(root), "/sys/fs/cgroup/%s", v1_names[i]);
-		if (avail)
-			(void)dir_open(&st->v1[i], root, cg->parent ? cg->parent : self_v1[i], name,
-			    false);
-	}
-	/* Keep the lock for the teardown: the fd of the primary directory is the locked one. */
-	struct cgroup_dir *primary = cg->v2.path ? &st->v2 : &st->v1[V1_PIDS];
-	if (primary->dirfd >= 0) {
-		close(primary->dirfd);
-		primary->dirfd = lock_fd;
-	} else
-		close(lock_fd);
 	return st;
 }
 
-/* Kill what a stale cell left and remove its directories; like cgroup_destroy(), bounded. */
+/* Remove a stale cell's directories, children first, one attempt each (no retries). */
 static int
-collect_stale(struct cgroup *st)
+remove_stale_dirs(struct cgroup *st)
 {
-	for (int i = 0; i < CGROUP_STALE_WAIT_MS / 5; i++) {
-		if (cgroup_is_empty(st) != 0)
-			break;
-		if (i % 50 == 0)
-			(void)cgroup_kill_all(st);
-		struct timespec ts = {0, 5 * 1000 * 1000};
-		nanosleep(&ts, NULL);
+	struct cgroup_dir *dirs[_V1_MAX + 1] = {&st->v2};
+	for (int i = 0; i < _V1_MAX; i++)
+		dirs[i + 1] = &st->v1[i];
+	int r = 0;
+	for (size_t i = 0; i < ARRAY_SIZE(dirs); i++) {
+		if (!dirs[i]->path)
+			continue;
+		if (dirs[i]->dirfd >= 0)
+			(void)rmdir_children(dirs[i]->dirfd, 0);
+		dir_close(dirs[i]);
+		if (rmdir(dirs[i]->path) < 0 && errno != ENOENT && r == 0)
+			r = -errno;
 	}
-	int r = cgroup_is_empty(st) == 0 ? -EBUSY : remove_dirs(st);
-	cgroup_free(st);
 	return r;
 }
 
@@ -953,51 +1057,72 @@ cgroup_collect_stale(const struct cgroup *cg)
 		safe_close(dfd);
 		return 0;
 	}
-	char stale[CGROUP_STALE_MAX][256];
+	struct cgroup *stale[CGROUP_STALE_MAX];
 	int n = 0;
 	time_t now = time(NULL);
 	struct dirent *de;
+	char marker[CGROUP_CELL_XATTR_MAX];
 	while (n < CGROUP_STALE_MAX && (de = readdir(d))) {
-		if (de->d_type != DT_DIR ||
-		    strncmp(de->d_name, CGROUP_CELL_PREFIX, strlen(CGROUP_CELL_PREFIX)) != 0 ||
-		    strcmp(de->d_name, cg->name) == 0 || strlen(de->d_name) >= sizeof(stale[0]))
+		if (de->d_type != DT_DIR || !cell_name_ok(de->d_name) ||
+		    strcmp(de->d_name, cg->name) == 0)
 			continue;
 		int fd = openat(pfd, de->d_name, O_DIRECTORY | O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		if (fd < 0)
+			continue;
 		struct stat sb;
-		if (fd < 0)
+		ssize_t k = fgetxattr(fd, CGROUP_CELL_XATTR, marker, sizeof(marker));
+		bool ok = k > 0 && fstat(fd, &sb) == 0 && now - sb.st_ctime >= CGROUP_STALE_MIN_AGE_S &&
+		    flock(fd, LOCK_EX | LOCK_NB) == 0;
+		close(fd); /* adopt_stale() opens it again, checking the marker */
+		if (!ok)
 			continue;
-		if (fstat(fd, &sb) < 0 || now - sb.st_ctime < CGROUP_STALE_MIN_AGE_S ||
-		    flock(fd, LOCK_EX | LOCK_NB) < 0) {
-			close(fd);
-			continue;
-		}
-		close(fd); /* re-taken below, after the listing is closed */
-		snprintf(stale[n++], sizeof(stale[0]), "%s", de->d_name);
-	}
-	closedir(d);
-
-	int collected = 0;
-	for (int i = 0; i < n; i++) {
-		int fd = openat(pfd, stale[i], O_DIRECTORY | O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-		if (fd < 0)
-			continue;
-		if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-			close(fd);
-			continue;
-		}
-		struct cgroup *st = adopt_stale(cg, stale[i], fd);
+		struct cgroup *st = adopt_stale(de->d_name, marker, (size_t)k);
 		if (!st)
 			continue;
+		/* It must have found the directory we locked: the one listed as primary. */
+		const struct cgroup_dir *sp = cg->v2.path ? &st->v2 : &st->v1[V1_PIDS];
+		if (sp->dirfd < 0 || flock(sp->dirfd, LOCK_EX | LOCK_NB) < 0) {
+			cgroup_free(st);
+			continue;
+		}
+		stale[n++] = st;
+	}
+	closedir(d);
+	if (n == 0)
+		return 0;
+
+	/* Kill what is in all of them, then give them the budget to empty. */
+	for (int i = 0; i < n; i++)
+		(void)cgroup_kill_all(stale[i]);
+	uint64_t deadline = 0;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	deadline = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000 +
+	    CGROUP_STALE_BUDGET_MS;
+	int collected = 0;
+	for (int i = 0; i < n; i++) {
 		char path[1400];
-		snprintf(path, sizeof(path), "%s", cgroup_path(st));
-		int r = collect_stale(st);
+		snprintf(path, sizeof(path), "%s", cgroup_path(stale[i]));
+		int r;
+		for (;;) {
+			r = cgroup_is_empty(stale[i]);
+			clock_gettime(CLOCK_MONOTONIC, &ts);
+			uint64_t now_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+			if (r != 0 || now_ms >= deadline)
+				break;
+			struct timespec nap = {0, 2 * 1000 * 1000};
+			nanosleep(&nap, NULL);
+		}
+		r = r == 1 ? remove_stale_dirs(stale[i]) : -EBUSY;
 		if (r < 0)
-			log_warn("cannot remove %s, left by a cellvisor that is gone: %s", path,
-			    strerror(-r));
+			log_warn("cannot remove %s, left by a cellvisor that is gone: %s (left for a "
+			         "later run)",
+			    path, strerror(-r));
 		else {
 			log_info("removed %s, left by a cellvisor that is gone", path);
 			collected++;
 		}
+		cgroup_free(stale[i]);
 	}
 	return collected;
 }

@@ -40,6 +40,14 @@ int cgroup_probe(struct cgroup_layout *ret);
 /* A short human description: "cgroup v2", "cgroup v1 limits + v2 tracking (hybrid)", ... */
 const char *cgroup_layout_describe(const struct cgroup_layout *l);
 
+/*
+ * Whether the caller may create cell cgroups under parent (NULL: its own cgroup; a path or
+ * /sys/fs/cgroup/... directory as for cgroup_create()): in the v2 tree when there is one,
+ * and in the v1 memory and pids hierarchies that hold limits v2 cannot. For reporting
+ * (probe): cgroup_create() finds out by trying.
+ */
+bool cgroup_writable(const struct cgroup_layout *l, const char *parent);
+
 /* True when limits of this kind can be enforced here. */
 bool cgroup_can_limit_memory(const struct cgroup_layout *l);
 bool cgroup_can_limit_pids(const struct cgroup_layout *l);

@@ -46,12 +46,15 @@ host_probe(struct backend_caps *ret)
 {
 	struct cgroup_layout l;
 	cgroup_probe(&l);
+	/* What a run here could make, under CELLOS_CGROUP_PARENT or the caller's own cgroup. */
+	bool w = cgroup_writable(&l, getenv("CELLOS_CGROUP_PARENT"));
 	*ret = (struct backend_caps){
-	    .cgroup_v2 = l.v2,
-	    .cgroup_limits = cgroup_can_limit_memory(&l) && cgroup_can_limit_pids(&l),
-	    .cgroup_cpu = cgroup_can_limit_cpu(&l),
+	    .cgroup_v2 = l.v2 && w,
+	    .cgroup_limits = w && cgroup_can_limit_memory(&l) && cgroup_can_limit_pids(&l),
+	    .cgroup_cpu = w && cgroup_can_limit_cpu(&l),
 	};
-	snprintf(ret->containment, sizeof(ret->containment), "%s", cgroup_layout_describe(&l));
+	snprintf(ret->containment, sizeof(ret->containment), "%s",
+	    w ? cgroup_layout_describe(&l) : "none (process group)");
 	return 0;
 }
 

@@ -1,6 +1,7 @@
 #include <sys/stat.h>
 
 #include <fcntl.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,6 +93,9 @@ int
 main(int argc, char **argv)
 {
 	ensure_stdio();
+	/* Children are collected through pidfds and waitid(): an inherited SIG_IGN for SIGCHLD
+	 * would have the kernel reap them first (and the sandbox's init inherit it). */
+	signal(SIGCHLD, SIG_DFL);
 	/* jansson seeds its hash function on first use by opening and reading /dev/urandom:
 	 * one getrandom() instead (the same source), on every start. */
 	size_t seed = 0;

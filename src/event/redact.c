@@ -6,6 +6,9 @@
 
 #include "base/macro.h"
 
+/* Up to this many secrets are matched longest first (the spec allows 256 refs). */
+#define REDACT_MAX_SORTED 256
+
 /* A new string with every occurrence of each secret replaced, or NULL if none occur. */
 static char *
 redact_string(const struct redactor *r, const char *s, size_t len)
@@ -15,7 +18,17 @@ redact_string(const struct redactor *r, const char *s, size_t len)
 	size_t cur_len = len;
 	_cleanup_free_ char *tmp = NULL;
 
-	for (size_t i = 0; i < r->n; i++) {
+	/* Longest first: a secret that contains a shorter one goes whole, not in pieces. */
+	size_t order[REDACT_MAX_SORTED];
+	size_t n_sorted = r->n < REDACT_MAX_SORTED ? r->n : REDACT_MAX_SORTED;
+	for (size_t i = 0; i < n_sorted; i++) {
+		size_t j = i;
+		for (; j > 0 && r->lengths[order[j - 1]] < r->lengths[i]; j--)
+			order[j] = order[j - 1];
+		order[j] = i;
+	}
+	for (size_t k = 0; k < r->n; k++) {
+		size_t i = k < n_sorted ? order[k] : k;
 		size_t sl = r->lengths[i];
 		if (sl == 0 || !memmem(cur, cur_len, r->values[i], sl))
 			continue;
@@ -113,11 +126,37 @@ redact_json(const struct redactor *r, json_t *j)
 	return changed;
 }
 
+/*
+ * A full buffer may have been cut in the middle of a secret: a tail that is the start of a
+ * secret value goes too. (Over-redacting a tail that only looks like one is harmless.)
+ */
+static void
+redact_cut_tail(const struct redactor *r, char *buf, size_t size)
+{
+	size_t len = strlen(buf);
+	if (size == 0 || len + 1 < size)
+		return;
+	for (size_t i = 0; i < r->n; i++) {
+		size_t sl = r->lengths[i];
+		for (size_t k = sl > 1 ? sl - 1 : 0; k > 0; k--)
+			if (k <= len && memcmp(buf + len - k, r->values[i], k) == 0) {
+				size_t at = len - k;
+				size_t room = size - 1 - at;
+				size_t w = strlen(REDACTED) < room ? strlen(REDACTED) : room;
+				memcpy(buf + at, REDACTED, w);
+				buf[at + w] = '\0';
+				len = at + w;
+				break;
+			}
+	}
+}
+
 void
 redact_text(const struct redactor *r, char *buf, size_t size)
 {
-	if (!r || r->n == 0)
+	if (!r || r->n == 0 || size == 0)
 		return;
+	bool full = strlen(buf) + 1 >= size;
 	char *n = redact_string(r, buf, strlen(buf));
 	if (n) {
 		size_t len = strlen(n);
@@ -127,6 +166,8 @@ redact_text(const struct redactor *r, char *buf, size_t size)
 		buf[len] = '\0';
 		free(n);
 	}
+	if (full)
+		redact_cut_tail(r, buf, size);
 }
 
 int

@@ -70,3 +70,22 @@ def test_workload_killed_by_own_signal_is_128_plus_n(run_cell, base_spec, sig, n
     assert data["spawnError"] is None, data
     assert data["oomKilled"] is False, data
     assert res.event(DESTROYED)["data"]["outcome"] == "failed"
+
+
+@pytest.mark.parametrize("backend", ["host", "sandbox"])
+def test_inherited_sigchld_ignored_changes_nothing(cellvisor_bin, write_spec, base_spec, tmp,
+                                                   backend):
+    """Started with SIGCHLD ignored (a parent that set SIG_IGN): the kernel would reap the
+    workload before anyone could read its status. The exit code still comes through."""
+    import signal
+    import subprocess
+    from conftest import COMPLETED, make_env, parse_jsonl
+    spec = write_spec(base_spec(id="t-sigchld-ign", argv=["/bin/sh", "-c", "exit 3"]))
+    events = tmp / "ev.jsonl"
+    p = subprocess.run([str(cellvisor_bin), "run", "--backend", backend, "--events",
+                        str(events), str(spec)], env=make_env({}), capture_output=True,
+                       timeout=30, preexec_fn=lambda: signal.signal(signal.SIGCHLD,
+                                                                    signal.SIG_IGN))
+    assert p.returncode == 3, p
+    done = [e for e in parse_jsonl(events.read_text()) if e["type"] == COMPLETED]
+    assert done and done[0]["data"]["exitCode"] == 3, done

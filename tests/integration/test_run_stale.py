@@ -1,18 +1,50 @@
 """A cellvisor killed with SIGKILL cannot tear its cell down; the next cellvisor that starts a
 cell under the same parent cgroup does: each runner flock()s its cell's cgroup directory for
-the whole run, and an unlocked "cellvisor-*" sibling at least 2 s old is a leftover. What
-is still in it is killed and its directories removed, with a line on stderr. A live
-runner's cell is never touched."""
+the whole run and marks it (trusted.cellvisor.cell); an unlocked, marked "cellvisor-*"
+sibling at least 2 s old is a leftover. What is still in it is killed and its directories
+removed, with a line on stderr. A live runner's cell, and anything not marked, is never
+touched. Every test here works under a parent cgroup of its own, so that no other
+cellvisor (another test run) collects its leftovers first."""
 
 import os
 import signal
+import subprocess
 import time
+import uuid
 
 import pytest
 
 from conftest import cell_cgroups, procs_with_marker
 
 STALE_AGE_S = 2.2  # CGROUP_STALE_MIN_AGE_S, and a little more
+V2 = next((p for p in ("/sys/fs/cgroup/unified", "/sys/fs/cgroup")
+           if os.path.exists(os.path.join(p, "cgroup.procs"))), None)
+
+pytestmark = pytest.mark.skipif(V2 is None, reason="no cgroup v2 tree")
+
+
+@pytest.fixture
+def parent_env():
+    """A parent cgroup of the test's own (v2, where cells without limits live)."""
+    name = f"cvtest-stale-{uuid.uuid4().hex[:8]}"
+    path = os.path.join(V2, name)
+    os.mkdir(path)
+    yield {"CELLOS_CGROUP_PARENT": f"/{name}"}, path
+    for d in os.listdir(path):
+        full = os.path.join(path, d)
+        if os.path.isdir(full):
+            try:
+                with open(os.path.join(full, "cgroup.kill"), "w") as f:
+                    f.write("1")
+            except OSError:
+                pass
+            for _ in range(100):
+                try:
+                    os.rmdir(full)
+                    break
+                except OSError:
+                    time.sleep(0.02)
+    os.rmdir(path)
 
 
 def wait_for(pred, timeout=5.0):
@@ -26,11 +58,12 @@ def wait_for(pred, timeout=5.0):
 
 @pytest.mark.parametrize("backend", ["host", "sandbox"])
 def test_cell_of_a_killed_runner_is_collected_by_the_next_run(start_cell, run_cell, base_spec,
-                                                              marker, backend):
+                                                              marker, backend, parent_env):
+    env, _ = parent_env
     cell_id = f"t-stale-{backend}"
     # A background process that outlives the top one's parent-death signal on the host.
     argv = ["/bin/sh", "-c", f'sleep 300 "{marker}" & exec sleep 300 "{marker}"']
-    victim = start_cell(base_spec(id=cell_id, argv=argv), args=("--backend", backend))
+    victim = start_cell(base_spec(id=cell_id, argv=argv), args=("--backend", backend), env=env)
     victim.wait_started()
     assert wait_for(lambda: len(procs_with_marker(marker)) == 2), procs_with_marker(marker)
     os.kill(victim.proc.pid, signal.SIGKILL)  # the runner only, not its session
@@ -44,7 +77,7 @@ def test_cell_of_a_killed_runner_is_collected_by_the_next_run(start_cell, run_ce
         assert wait_for(lambda: procs_with_marker(marker) == []), procs_with_marker(marker)
 
     time.sleep(STALE_AGE_S)
-    res = run_cell(base_spec(id="t-stale-next"), args=("--backend", backend))
+    res = run_cell(base_spec(id="t-stale-next"), args=("--backend", backend), env=env)
     assert res.rc == 0, res
     assert f"cellvisor-{cell_id}-" in res.stderr and "left by a cellvisor that is gone" in \
         res.stderr, res
@@ -52,11 +85,12 @@ def test_cell_of_a_killed_runner_is_collected_by_the_next_run(start_cell, run_ce
     assert wait_for(lambda: procs_with_marker(marker) == []), procs_with_marker(marker)
 
 
-def test_a_live_runners_cell_is_left_alone(start_cell, run_cell, base_spec, marker):
-    live = start_cell(base_spec(id="t-stale-live", argv=["/bin/sleep", "300", marker]))
+def test_a_live_runners_cell_is_left_alone(start_cell, run_cell, base_spec, marker, parent_env):
+    env, _ = parent_env
+    live = start_cell(base_spec(id="t-stale-live", argv=["/bin/sleep", "300", marker]), env=env)
     live.wait_started()
     time.sleep(STALE_AGE_S)
-    res = run_cell(base_spec(id="t-stale-other"))
+    res = run_cell(base_spec(id="t-stale-other"), env=env)
     assert res.rc == 0, res
     assert "left by a cellvisor that is gone" not in res.stderr, res
     assert cell_cgroups("t-stale-live"), "a live cell's cgroup was removed"
@@ -65,3 +99,25 @@ def test_a_live_runners_cell_is_left_alone(start_cell, run_cell, base_spec, mark
     out = live.wait(timeout=30)
     assert out.rc == 143, out
     assert cell_cgroups("t-stale-live") == []
+
+
+def test_a_cgroup_that_only_looks_like_a_cell_is_left_alone(run_cell, base_spec, marker,
+                                                           parent_env):
+    """Named like a cell, old enough, not locked, a process in it: but not marked as
+    cellvisor's (a unit of the same name, an older cellvisor): untouched."""
+    env, path = parent_env
+    fake = os.path.join(path, "cellvisor-ci-0123abcd")
+    os.mkdir(fake)
+    sleeper = subprocess.Popen(["/bin/sleep", marker])
+    try:
+        with open(os.path.join(fake, "cgroup.procs"), "w") as f:
+            f.write(str(sleeper.pid))
+        time.sleep(STALE_AGE_S)
+        res = run_cell(base_spec(id="t-stale-fake"), env=env)
+        assert res.rc == 0, res
+        assert "left by a cellvisor that is gone" not in res.stderr, res
+        assert os.path.isdir(fake)
+        assert sleeper.poll() is None, "a process of a foreign cgroup was killed"
+    finally:
+        sleeper.kill()
+        sleeper.wait()

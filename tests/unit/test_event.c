@@ -400,6 +400,37 @@ test_redact_json_nested(void **state)
 	json_decref(j);
 }
 
+/* A secret that contains a shorter one is redacted whole, whichever order they come in. */
+static void
+test_redact_longest_first(void **state)
+{
+	const char *values[] = {"s3cr3t-Value", "s3cr3t-Value-7f1c9a2e"};
+	const size_t lengths[] = {strlen(values[0]), strlen(values[1])};
+	struct redactor r = {values, lengths, 2};
+	char buf[128] = "key=s3cr3t-Value-7f1c9a2e and s3cr3t-Value.";
+	redact_text(&r, buf, sizeof(buf));
+	assert_string_equal(buf, "key=[REDACTED] and [REDACTED].");
+}
+
+/* A message cut by its buffer in the middle of a secret: the cut-off start goes too. */
+static void
+test_redact_cut_tail(void **state)
+{
+	const char *values[] = {"s3cr3t-Value-9d41"};
+	const size_t lengths[] = {strlen(values[0])};
+	struct redactor r = {values, lengths, 1};
+	char buf[24];
+	snprintf(buf, sizeof(buf), "exec /xxxxxx%s: nope", values[0]); /* cut at 23 chars */
+	assert_string_equal(buf, "exec /xxxxxxs3cr3t-Valu");
+	redact_text(&r, buf, sizeof(buf));
+	assert_null(strstr(buf, "s3cr"));
+	assert_string_equal(buf, "exec /xxxxxx[REDACTED]");
+	/* Not full: an ending that merely looks like a secret's start is left alone. */
+	char ok[64] = "the end: s3cr";
+	redact_text(&r, ok, sizeof(ok));
+	assert_string_equal(ok, "the end: s3cr");
+}
+
 /* A renamed key is not visited again: each string is redacted once and counted once. */
 static void
 test_redact_json_keys_once(void **state)
@@ -547,6 +578,8 @@ main(void)
 	    cmocka_unit_test(test_bus_write_error),
 	    cmocka_unit_test_setup_teardown(test_bus_limits, setup_dir, teardown_dir),
 	    cmocka_unit_test(test_redact_json_nested),
+	    cmocka_unit_test(test_redact_longest_first),
+	    cmocka_unit_test(test_redact_cut_tail),
 	    cmocka_unit_test(test_redact_json_keys_once),
 	    cmocka_unit_test(test_redact_json_nothing),
 	    cmocka_unit_test_setup_teardown(test_redact_through_bus, setup_dir, teardown_dir),

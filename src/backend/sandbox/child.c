@@ -637,6 +637,12 @@ sb_child_main(const struct sb_child_config *c)
 	/* Signals wait for init's sigwaitinfo() (a pid-namespace init ignores unhandled ones). */
 	sigfillset(&all);
 	(void)sigprocmask(SIG_BLOCK, &all, NULL);
+	/* init learns of the workload's end from SIGCHLD: never inherit it ignored (that would
+	 * have the kernel reap the workload, status and all). */
+	struct sigaction dfl;
+	memset(&dfl, 0, sizeof(dfl));
+	dfl.sa_handler = SIG_DFL;
+	(void)sigaction(SIGCHLD, &dfl, NULL);
 
 	/* The runner's ends: with them open here, the runner's death would not be EOF. */
 	close(c->runner_fds[0]);

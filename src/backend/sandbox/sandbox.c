@@ -55,6 +55,7 @@
 #include "backend/sandbox/seccomp.h"
 #include "backend/sandbox/view.h"
 #include "base/fd.h"
+#include "base/log.h"
 #include "base/macro.h"
 #include "spec/spec.h"
 
@@ -104,10 +105,12 @@ sandbox_probe(struct backend_caps *ret)
 	char buf[32];
 
 	cgroup_probe(&l);
+	/* What a run here could make, under CELLOS_CGROUP_PARENT or the caller's own cgroup. */
+	bool w = cgroup_writable(&l, getenv("CELLOS_CGROUP_PARENT"));
 	*ret = (struct backend_caps){
-	    .cgroup_v2 = l.v2,
-	    .cgroup_limits = cgroup_can_limit_memory(&l) && cgroup_can_limit_pids(&l),
-	    .cgroup_cpu = cgroup_can_limit_cpu(&l),
+	    .cgroup_v2 = l.v2 && w,
+	    .cgroup_limits = w && cgroup_can_limit_memory(&l) && cgroup_can_limit_pids(&l),
+	    .cgroup_cpu = w && cgroup_can_limit_cpu(&l),
 	    .landlock_abi = sb_landlock_abi(),
 	};
 	/* Namespaces: user namespaces must be enabled and the mount API present. */
@@ -195,6 +198,7 @@ static int sandbox_destroy(struct backend_cell *bc);
 static int spawn_setup(struct backend_cell *bc, const char *const *argv, const char *const *envp,
     const char *cwd, const char **ret_step);
 static void kill_setup(struct backend_cell *bc);
+static bool reap_init(struct backend_cell *bc, siginfo_t *si, int timeout_ms);
 
 /*
  * The fds the cell's setup process writes "0" to, to join the cell's cgroups. Writing
@@ -720,6 +724,11 @@ sandbox_start(struct backend_cell *bc, const struct backend_start_args *a,
 		bc->mntns_fd = safe_close(bc->mntns_fd);
 		if ((r = build_view(bc, msg, sizeof(msg))) < 0)
 			return start_failed(err, "view", -r);
+		if (bc->init_pidfd >= 0 && !bc->init_reaped) {
+			siginfo_t si;
+			(void)syscall(SYS_pidfd_send_signal, bc->init_pidfd, SIGKILL, NULL, 0);
+			(void)reap_init(bc, &si, 5000);
+		}
 		bc->init_pidfd = safe_close(bc->init_pidfd);
 		bc->init_reaped = false;
 		bc->status_fd = safe_close(bc->status_fd);
@@ -800,19 +809,30 @@ sandbox_start(struct backend_cell *bc, const struct backend_start_args *a,
 	return watch_fd;
 }
 
-/* init's own end, once it is going (its status pipe closed or its report read). */
-static void
+/*
+ * Collect init once it has exited, waiting up to timeout_ms. Returns true when init is
+ * gone (collected now, before, or by someone else: ECHILD); *si holds its status when it
+ * was collected now (si_pid != 0).
+ */
+static bool
 reap_init(struct backend_cell *bc, siginfo_t *si, int timeout_ms)
 {
 	struct pollfd p = {.fd = bc->init_pidfd, .events = POLLIN};
 	*si = (siginfo_t){0};
 	if (bc->init_pidfd < 0 || bc->init_reaped)
-		return;
+		return true;
 	if (poll(&p, 1, timeout_ms) <= 0)
-		return;
-	if (waitid((idtype_t)P_PIDFD, (id_t)bc->init_pidfd, si, WEXITED | WNOHANG) == 0 &&
-	    si->si_pid != 0)
-		bc->init_reaped = true;
+		return false;
+	if (waitid((idtype_t)P_PIDFD, (id_t)bc->init_pidfd, si, WEXITED | WNOHANG) < 0) {
+		if (errno != ECHILD)
+			return false;
+		bc->init_reaped = true; /* gone, its status with it */
+		return true;
+	}
+	if (si->si_pid == 0)
+		return false;
+	bc->init_reaped = true;
+	return true;
 }
 
 static int
@@ -828,7 +848,7 @@ sandbox_reap(struct backend_cell *bc, int fd, struct backend_exit *ret)
 		 * now when it has, so that the cell is known empty at once. */
 		int st = bc->status->wait_status;
 		siginfo_t si;
-		reap_init(bc, &si, 0);
+		(void)reap_init(bc, &si, 0);
 		if (WIFSIGNALED(st)) {
 			ret->signaled = true;
 			ret->status = WTERMSIG(st);
@@ -839,12 +859,16 @@ sandbox_reap(struct backend_cell *bc, int fd, struct backend_exit *ret)
 		 * the OOM killer, a kill by pid) and the pid namespace with it; then its own
 		 * status is the cell's. */
 		siginfo_t si;
-		reap_init(bc, &si, 0);
-		if (si.si_pid == 0)
+		if (!reap_init(bc, &si, 0))
 			return -EAGAIN;
 		if (__atomic_load_n(&bc->status->reported, __ATOMIC_ACQUIRE))
 			return sandbox_reap(bc, fd, ret); /* it reported, then exited */
-		if (si.si_code == CLD_EXITED)
+		if (si.si_pid == 0) {
+			/* Gone without a status we could collect: as killed. */
+			log_error("cannot collect the cell's exit status (init already reaped)");
+			ret->signaled = true;
+			ret->status = SIGKILL;
+		} else if (si.si_code == CLD_EXITED)
 			ret->status = si.si_status;
 		else {
 			ret->signaled = true;
@@ -971,7 +995,7 @@ sandbox_destroy(struct backend_cell *bc)
 	if (bc->init_pidfd >= 0 && !bc->init_reaped) {
 		siginfo_t si;
 		(void)syscall(SYS_pidfd_send_signal, bc->init_pidfd, SIGKILL, NULL, 0);
-		reap_init(bc, &si, 5000);
+		(void)reap_init(bc, &si, 5000);
 	}
 	/* Last references to the cell's mounts: its tmpfs (secrets included) go with them. */
 	sb_view_done(&bc->view);

@@ -425,8 +425,9 @@ rmdir_children(int dirfd, int depth)
 	return for_each_child(dirfd, rmdir_child, &depth);
 }
 
+/* Remove every directory of cg, sub-cgroups first; up to `tries` rmdir attempts each. */
 static int
-remove_dirs(struct cgroup *cg)
+remove_dirs_tries(struct cgroup *cg, int tries_max)
 {
 	struct cgroup_dir *dirs[_V1_MAX + 1] = {&cg->v2};
 	for (int i = 0; i < _V1_MAX; i++)
@@ -440,10 +441,10 @@ remove_dirs(struct cgroup *cg)
 			(void)rmdir_children(dirs[i]->dirfd, 0);
 		dir_close(dirs[i]);
 		/* rmdir can see EBUSY for a moment after the last task exits. */
-		for (int tries = 0; tries < 200; tries++) {
+		for (int tries = 0; tries < tries_max; tries++) {
 			if (rmdir(dirs[i]->path) == 0 || errno == ENOENT)
 				break;
-			if (errno != EBUSY || tries == 199) {
+			if (errno != EBUSY || tries == tries_max - 1) {
 				int e = errno;
 				log_debug("rmdir %s: %s", dirs[i]->path, strerror(e));
 				if (r == 0)
@@ -455,6 +456,12 @@ remove_dirs(struct cgroup *cg)
 		}
 	}
 	return r;
+}
+
+static int
+remove_dirs(struct cgroup *cg)
+{
+	return remove_dirs_tries(cg, 200);
 }
 
 /*
@@ -1016,26 +1023,6 @@ adopt_stale(const char *name, const char *marker, size_t marker_len)
 	return st;
 }
 
-/* Remove a stale cell's directories, children first, one attempt each (no retries). */
-static int
-remove_stale_dirs(struct cgroup *st)
-{
-	struct cgroup_dir *dirs[_V1_MAX + 1] = {&st->v2};
-	for (int i = 0; i < _V1_MAX; i++)
-		dirs[i + 1] = &st->v1[i];
-	int r = 0;
-	for (size_t i = 0; i < ARRAY_SIZE(dirs); i++) {
-		if (!dirs[i]->path)
-			continue;
-		if (dirs[i]->dirfd >= 0)
-			(void)rmdir_children(dirs[i]->dirfd, 0);
-		dir_close(dirs[i]);
-		if (rmdir(dirs[i]->path) < 0 && errno != ENOENT && r == 0)
-			r = -errno;
-	}
-	return r;
-}
-
 int
 cgroup_collect_stale(const struct cgroup *cg)
 {
@@ -1113,7 +1100,7 @@ cgroup_collect_stale(const struct cgroup *cg)
 			struct timespec nap = {0, 2 * 1000 * 1000};
 			nanosleep(&nap, NULL);
 		}
-		r = r == 1 ? remove_stale_dirs(stale[i]) : -EBUSY;
+		r = r == 1 ? remove_dirs_tries(stale[i], 1) : -EBUSY;
 		if (r < 0)
 			log_warn("cannot remove %s, left by a cellvisor that is gone: %s (left for a "
 			         "later run)",

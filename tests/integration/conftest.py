@@ -227,6 +227,11 @@ def kill_runner(proc):
         pass
 
 
+# The v2 tree (hybrid hosts mount it at /sys/fs/cgroup/unified), or None.
+V2_ROOT = next((p for p in ("/sys/fs/cgroup/unified", "/sys/fs/cgroup")
+                if os.path.exists(os.path.join(p, "cgroup.procs"))), None)
+
+
 def cell_cgroups(cell_id):
     """The directories of cell cgroups named after cell_id, anywhere under /sys/fs/cgroup."""
     found = []

@@ -5,8 +5,7 @@ import uuid
 
 import pytest
 
-V2 = next((p for p in ("/sys/fs/cgroup/unified", "/sys/fs/cgroup")
-           if os.path.exists(os.path.join(p, "cgroup.procs"))), None)
+from conftest import V2_ROOT as V2
 
 pytestmark = pytest.mark.skipif(V2 is None, reason="no cgroup v2 tree")
 

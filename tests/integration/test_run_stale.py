@@ -17,8 +17,7 @@ import pytest
 from conftest import cell_cgroups, procs_with_marker
 
 STALE_AGE_S = 2.2  # CGROUP_STALE_MIN_AGE_S, and a little more
-V2 = next((p for p in ("/sys/fs/cgroup/unified", "/sys/fs/cgroup")
-           if os.path.exists(os.path.join(p, "cgroup.procs"))), None)
+from conftest import V2_ROOT as V2
 
 pytestmark = pytest.mark.skipif(V2 is None, reason="no cgroup v2 tree")
 

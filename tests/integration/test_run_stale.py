@@ -14,10 +14,10 @@ import uuid
 
 import pytest
 
+from conftest import V2_ROOT as V2
 from conftest import cell_cgroups, procs_with_marker
 
 STALE_AGE_S = 2.2  # CGROUP_STALE_MIN_AGE_S, and a little more
-from conftest import V2_ROOT as V2
 
 pytestmark = pytest.mark.skipif(V2 is None, reason="no cgroup v2 tree")
 

@@ -1,6 +1,8 @@
 #include "backend/backend.h"
 
 #include <errno.h>
+#include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -86,4 +88,13 @@ backend_cgroup_limits(const struct cell_spec *s, struct backend_prepare_result *
 		    "no cpu cgroup controller on this host");
 	else
 		ret->cpu_millicores = s->cpu_millicores;
+}
+
+void
+backend_note_oom(struct cgroup *cg, struct backend_exit *ret)
+{
+	uint64_t ooms = 0;
+	if (ret->signaled && ret->status == SIGKILL && cg && cgroup_oom_kills(cg, &ooms) >= 0 &&
+	    ooms > 0)
+		ret->oom_killed = true;
 }

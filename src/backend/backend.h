@@ -159,5 +159,11 @@ struct cgroup_limits;
 void backend_cgroup_limits(const struct cell_spec *spec, struct backend_prepare_result *res,
     struct cgroup_limits *ret);
 
+struct cgroup;
+
+/* Set ret->oom_killed when the top process died of SIGKILL and the kernel's OOM killer
+ * killed a process of cg (events.md: oomKilled). cg may be NULL. */
+void backend_note_oom(struct cgroup *cg, struct backend_exit *ret);
+
 const char *backend_profile_to_string(enum backend_profile p);
 int backend_profile_from_string(const char *s, enum backend_profile *ret);

@@ -254,10 +254,7 @@ host_reap(struct backend_cell *bc, int pidfd, struct backend_exit *ret)
 		ret->signaled = true;
 		ret->status = si.si_status;
 	}
-	uint64_t ooms = 0;
-	if (ret->signaled && ret->status == SIGKILL && bc->cg &&
-	    cgroup_oom_kills(bc->cg, &ooms) >= 0 && ooms > 0)
-		ret->oom_killed = true;
+	backend_note_oom(bc->cg, ret);
 	bc->reaped_main = true;
 	return 0;
 }

@@ -875,12 +875,8 @@ sandbox_reap(struct backend_cell *bc, int fd, struct backend_exit *ret)
 			ret->status = si.si_status;
 		}
 	}
-	/* oomKilled: the OOM killer killed a process of the cell and the top one died of
-	 * SIGKILL (events.md), as on the host backend. */
-	uint64_t ooms = 0;
-	if (ret->signaled && ret->status == SIGKILL && bc->cg &&
-	    cgroup_oom_kills(bc->cg, &ooms) >= 0 && ooms > 0)
-		ret->oom_killed = true;
+	/* oomKilled as on the host backend (events.md). */
+	backend_note_oom(bc->cg, ret);
 	return 0;
 }
 

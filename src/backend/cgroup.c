@@ -21,6 +21,7 @@
 #include "base/fd.h"
 #include "base/log.h"
 #include "base/macro.h"
+#include "base/timeutil.h"
 
 enum v1_controller {
 	V1_MEMORY,
@@ -1081,22 +1082,13 @@ cgroup_collect_stale(const struct cgroup *cg)
 	/* Kill what is in all of them, then give them the budget to empty. */
 	for (int i = 0; i < n; i++)
 		(void)cgroup_kill_all(stale[i]);
-	uint64_t deadline = 0;
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	deadline = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000 +
-	    CGROUP_STALE_BUDGET_MS;
+	uint64_t deadline = now_mono_us() + CGROUP_STALE_BUDGET_MS * USEC_PER_MSEC;
 	int collected = 0;
 	for (int i = 0; i < n; i++) {
 		char path[1400];
 		snprintf(path, sizeof(path), "%s", cgroup_path(stale[i]));
 		int r;
-		for (;;) {
-			r = cgroup_is_empty(stale[i]);
-			clock_gettime(CLOCK_MONOTONIC, &ts);
-			uint64_t now_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-			if (r != 0 || now_ms >= deadline)
-				break;
+		while ((r = cgroup_is_empty(stale[i])) == 0 && now_mono_us() < deadline) {
 			struct timespec nap = {0, 2 * 1000 * 1000};
 			nanosleep(&nap, NULL);
 		}

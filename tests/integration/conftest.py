@@ -29,6 +29,7 @@ import re
 import signal
 import subprocess
 import time
+import uuid
 
 import pytest
 
@@ -270,6 +271,34 @@ def cellvisor_bin():
     if not os.access(BIN, os.X_OK):
         pytest.skip(f"{BIN} is not built (run `make`), or set CELLVISOR_BIN")
     return BIN
+
+
+@pytest.fixture
+def v2_parent():
+    """A parent cgroup of the test's own in the v2 tree: (name, path). Whatever is left in it
+    afterwards is killed and removed with it."""
+    if V2_ROOT is None:
+        pytest.skip("no cgroup v2 tree")
+    name = f"cvtest-{uuid.uuid4().hex[:8]}"
+    path = os.path.join(V2_ROOT, name)
+    os.mkdir(path)
+    yield name, path
+    for d in os.listdir(path):
+        full = os.path.join(path, d)
+        if not os.path.isdir(full):
+            continue
+        try:
+            with open(os.path.join(full, "cgroup.kill"), "w") as f:
+                f.write("1")
+        except OSError:
+            pass
+        for _ in range(100):
+            try:
+                os.rmdir(full)
+                break
+            except OSError:
+                time.sleep(0.02)
+    os.rmdir(path)
 
 
 @pytest.fixture

@@ -11,12 +11,8 @@ pytestmark = pytest.mark.skipif(V2 is None, reason="no cgroup v2 tree")
 
 
 @pytest.fixture
-def parent():
-    name = f"cvtest-{uuid.uuid4().hex[:8]}"
-    path = os.path.join(V2, name)
-    os.mkdir(path)
-    yield name, path
-    os.rmdir(path)
+def parent(v2_parent):
+    return v2_parent
 
 
 @pytest.mark.parametrize("form", ["cgroup path", "hierarchy directory"])

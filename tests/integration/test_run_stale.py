@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import time
-import uuid
 
 import pytest
 
@@ -23,27 +22,10 @@ pytestmark = pytest.mark.skipif(V2 is None, reason="no cgroup v2 tree")
 
 
 @pytest.fixture
-def parent_env():
+def parent_env(v2_parent):
     """A parent cgroup of the test's own (v2, where cells without limits live)."""
-    name = f"cvtest-stale-{uuid.uuid4().hex[:8]}"
-    path = os.path.join(V2, name)
-    os.mkdir(path)
-    yield {"CELLOS_CGROUP_PARENT": f"/{name}"}, path
-    for d in os.listdir(path):
-        full = os.path.join(path, d)
-        if os.path.isdir(full):
-            try:
-                with open(os.path.join(full, "cgroup.kill"), "w") as f:
-                    f.write("1")
-            except OSError:
-                pass
-            for _ in range(100):
-                try:
-                    os.rmdir(full)
-                    break
-                except OSError:
-                    time.sleep(0.02)
-    os.rmdir(path)
+    name, path = v2_parent
+    return {"CELLOS_CGROUP_PARENT": f"/{name}"}, path
 
 
 def wait_for(pred, timeout=5.0):

@@ -201,7 +201,7 @@ send_mntns(int sync_fd)
 
 /*
  * Close every fd inherited from the runner but stdio and what the setup uses (the sync
- * socket, the status pipe, the cgroup fds): its epoll, signalfd, event sinks and cgroup
+ * socket, the status eventfd, the cgroup fds): its epoll, signalfd, event sinks and cgroup
  * directories, and, when start() cloned us after building the view, the view's fds, which
  * "go" sends again. Nothing of the runner's is held while the cell sets up.
  */
@@ -560,7 +560,7 @@ init_main(const struct sb_child_config *c, int sync_fd, pid_t workload)
 	if (null > 2)
 		close(null);
 
-	/* Keep only the status pipe, as fd 3; closing the sync socket lets the runner see
+	/* Keep only the status eventfd, as fd 3; closing the sync socket lets the runner see
 	 * EOF once the workload's execve succeeds. */
 	if (status_fd != 3) {
 		if (dup3(status_fd, 3, O_CLOEXEC) < 0)
@@ -644,9 +644,8 @@ sb_child_main(const struct sb_child_config *c)
 	dfl.sa_handler = SIG_DFL;
 	(void)sigaction(SIGCHLD, &dfl, NULL);
 
-	/* The runner's ends: with them open here, the runner's death would not be EOF. */
-	close(c->runner_fds[0]);
-	close(c->runner_fds[1]);
+	/* The runner's end: with it open here, the runner's death would not be EOF. */
+	close(c->runner_sync_fd);
 	int sync_fd = fd_above_stdio(c->sync_fd);
 	close_inherited(c, sync_fd);
 

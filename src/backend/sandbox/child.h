@@ -53,8 +53,9 @@
 
 /* At most this many fds per "go" message (the kernel takes SCM_MAX_FD, 253). */
 #define SB_CHILD_GO_FDS_PER_MSG 250
-/* Every fd "go" can carry: landlock, stdio, the root, and two per view mount. */
-#define SB_CHILD_GO_MAX_FDS (5 + 2 * SB_VIEW_MAX_MOUNTS)
+/* Every fd "go" can carry for a view of n mounts: landlock, stdio, the root, two per mount. */
+#define SB_CHILD_GO_FDS(n)  (5 + 2 * (size_t)(n))
+#define SB_CHILD_GO_MAX_FDS SB_CHILD_GO_FDS(SB_VIEW_MAX_MOUNTS)
 
 /*
  * The runner's "go", sent once uid_map and gid_map are written and the view is assembled.
@@ -119,7 +120,7 @@ struct sb_child_config {
 	int sync_fd;   /* the cell's end of the runner's SOCK_SEQPACKET socketpair */
 	int status_fd; /* an eventfd init writes when the workload ended with leftovers */
 	struct sb_child_status *status; /* shared with the runner (MAP_SHARED) */
-	int runner_fds[2]; /* the runner's ends of both, closed first (EOF when it is gone) */
+	int runner_sync_fd; /* the runner's end of the socket, closed first (EOF when it is gone) */
 	int cgroup_fds[SB_CHILD_MAX_CGROUP_FDS]; /* v1 `tasks` / cgroup.procs: join by writing "0"
 	                                          */
 	size_t n_cgroup_fds;

@@ -9,8 +9,9 @@
  * constant compiled in: seccomp_program.c), assembles the view's trees inside its
  * detached root (sb_view_assemble()) and sends "go" (child.h) with the ruleset, the
  * workload's stdio and what the cell must attach itself, as fds. start() returns the
- * pidfd of the cell's init (PID 1), whose exit is the cell's end; reap() reports the
- * *workload's* wait status, which init hands over on the status pipe. When the spec
+ * pidfd of the cell's init (PID 1), which stays while anything of the cell is left; reap()
+ * reports the *workload's* wait status, which init stores in a page shared with the runner
+ * (child.h: struct sb_child_status). When the spec
  * exports artifacts, the runner holds the cell's mount namespace (sent by the cell) until
  * destroy(), so that they are read from inside the cell's view after the run.
  *
@@ -444,7 +445,7 @@ send_go(struct backend_cell *bc, int sync_fd, const struct backend_start_args *a
 	    asm_env && strcmp(asm_env, "0") == 0 ? 0 : sb_view_assemble(&bc->view);
 	pending = calloc(bc->view.n_mounts + 1, sizeof(*pending));
 	wire = calloc(bc->view.n_mounts + 1, sizeof(*wire));
-	fds = calloc(5 + 2 * bc->view.n_mounts, sizeof(int));
+	fds = calloc(SB_CHILD_GO_FDS(bc->view.n_mounts), sizeof(int));
 	if (!pending || !wire || !fds)
 		return -ENOMEM;
 	size_t n_pending = sb_view_pending(&bc->view, n_assembled, pending);
@@ -650,7 +651,7 @@ spawn_setup(struct backend_cell *bc, const char *const *argv, const char *const 
 	    .sync_fd = sync_child,
 	    .status_fd = status_ev,
 	    .status = status,
-	    .runner_fds = {sync_parent, -1},
+	    .runner_sync_fd = sync_parent,
 	    .uid = bc->uid,
 	    .gid = bc->gid,
 	    .hostname = s->id,
@@ -749,7 +750,6 @@ sandbox_start(struct backend_cell *bc, const struct backend_start_args *a,
 	_cleanup_close_ int status_ev = TAKE_FD(bc->setup_status_fd);
 	bc->status = TAKE_PTR(bc->setup_status);
 	bc->started = true;
-	bc->view.consumed = true;
 
 	r = send_go(bc, sync_parent, a, &step);
 	struct sb_child_report rep = {0};
@@ -798,7 +798,7 @@ sandbox_start(struct backend_cell *bc, const struct backend_start_args *a,
 		(void)syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
 		(void)waitid((idtype_t)P_PIDFD, (id_t)pidfd, &si, WEXITED);
 		safe_close(pidfd);
-		return start_failed(err, "epoll", -r);
+		return start_failed(err, "dup", -r);
 	}
 	bc->init_pidfd = pidfd;
 	bc->status_fd = TAKE_FD(status_ev);
@@ -835,6 +835,13 @@ reap_init(struct backend_cell *bc, siginfo_t *si, int timeout_ms)
 	return true;
 }
 
+/* Whether init has stored the workload's status (struct sb_child_status). */
+static bool
+status_reported(const struct backend_cell *bc)
+{
+	return bc->status && __atomic_load_n(&bc->status->reported, __ATOMIC_ACQUIRE);
+}
+
 static int
 sandbox_reap(struct backend_cell *bc, int fd, struct backend_exit *ret)
 {
@@ -843,7 +850,7 @@ sandbox_reap(struct backend_cell *bc, int fd, struct backend_exit *ret)
 	(void)!read(bc->status_fd, &count, sizeof(count)); /* drain it, if written */
 
 	*ret = (struct backend_exit){0};
-	if (bc->status && __atomic_load_n(&bc->status->reported, __ATOMIC_ACQUIRE)) {
+	if (status_reported(bc)) {
 		/* The workload ended. With nothing else left init exits (or has): collect it
 		 * now when it has, so that the cell is known empty at once. */
 		int st = bc->status->wait_status;
@@ -861,7 +868,7 @@ sandbox_reap(struct backend_cell *bc, int fd, struct backend_exit *ret)
 		siginfo_t si;
 		if (!reap_init(bc, &si, 0))
 			return -EAGAIN;
-		if (__atomic_load_n(&bc->status->reported, __ATOMIC_ACQUIRE))
+		if (status_reported(bc))
 			return sandbox_reap(bc, fd, ret); /* it reported, then exited */
 		if (si.si_pid == 0) {
 			/* Gone without a status we could collect: as killed. */

@@ -51,7 +51,6 @@ struct sb_view {
 	/* Landlock rule roots as "/proc/self/fd/N" strings, NULL-terminated. */
 	char **landlock_ro;
 	char **landlock_rw;
-	bool consumed; /* true once a cell moved the trees into its namespace */
 };
 
 struct sb_view_config {

@@ -262,6 +262,20 @@ def procs_with_marker(marker):
     return pids
 
 
+# The owner of the tests' readWrite directories: a sandbox cell is granted a readWrite tree
+# only when a non-root user and group own it (docs/sandbox.md, "Who owns what a cell
+# writes"); this id is no host account's.
+RW_OWNER = 2147483646
+
+
+def cell_rw_dir(path, mode=0o755, owner=RW_OWNER):
+    """A directory a sandbox cell may be granted readWrite: owned by owner:owner."""
+    path.mkdir(parents=True, exist_ok=True)
+    os.chown(path, owner, owner)
+    os.chmod(path, mode)
+    return path
+
+
 def events_between(events, first, last):
     return events[events.index(first) : events.index(last) + 1]
 

@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from conftest import COMPLETED, DESTROYED
+from conftest import COMPLETED, DESTROYED, cell_rw_dir
 
 SB = ("--backend", "sandbox")
 EXPORTED = "dev.cellos.events.cell.export.v2.completed"
@@ -48,9 +48,7 @@ def test_export_from_the_cells_tmpfs_after_the_run(run_cell, base_spec, tmp):
 
 
 def test_export_from_a_readwrite_path(run_cell, base_spec, tmp):
-    rw = tmp / "rw"
-    rw.mkdir()
-    os.chmod(rw, 0o777)
+    rw = cell_rw_dir(tmp / "rw")
     res, outdir = run_export(run_cell, base_spec, tmp, f"echo built > {rw}/out.bin",
                              [("out.bin", f"{rw}/out.bin")], filesystem={"readWrite": [str(rw)]})
     assert by_name(res)["out.bin"]["type"] == EXPORTED, res

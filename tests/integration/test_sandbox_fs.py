@@ -11,11 +11,10 @@ import subprocess
 
 import pytest
 
-from conftest import COMPLETED, REJECTED, STARTED, make_env
+from conftest import COMPLETED, REJECTED, RW_OWNER, STARTED, cell_rw_dir, make_env
 
 PY = "/usr/bin/python3"
 SB = ("--backend", "sandbox")
-HOST_ID = 2147483646  # SB_DEFAULT_HOST_ID: the host uid/gid of a cell without run.user
 
 # Writes each path and prints {path: "ok" | errno name}.
 WRITE_PROBE = r"""
@@ -45,11 +44,8 @@ def probe_writes(run_cell, base_spec, paths, **kw):
     return json.loads(res.stdout)
 
 
-def rw_dir(tmp, name="rw"):
-    d = tmp / name
-    d.mkdir()
-    os.chmod(d, 0o777)  # writable by the cell's host uid
-    return d
+def rw_dir(tmp, name="rw", mode=0o755):
+    return cell_rw_dir(tmp / name, mode)  # owned by RW_OWNER: the cell writes as that owner
 
 
 def test_default_view_is_read_only_except_tmp(run_cell, base_spec):
@@ -85,10 +81,10 @@ def test_write_outside_readwrite_fails_with_erofs(run_cell, base_spec, tmp):
                        filesystem={"readOnly": [str(ro)], "readWrite": [str(rw)]})
     assert got == {f"{ro}/f": "EROFS", f"{rw}/f": "ok", "/usr/f": "EROFS"}, got
     assert not (ro / "f").exists()
-    # What the cell wrote is on the host, owned by the cell's dedicated host uid.
+    # What the cell wrote is on the host, owned by the directory's owner (idmapped mount).
     st = os.stat(rw / "f")
     assert (rw / "f").read_bytes() == b"x"
-    assert (st.st_uid, st.st_gid) == (HOST_ID, HOST_ID), st
+    assert (st.st_uid, st.st_gid) == (RW_OWNER, RW_OWNER), st
 
 
 def test_declared_tmpfs_is_writable_and_leaves_nothing_on_the_host(run_cell, base_spec, tmp):
@@ -101,8 +97,7 @@ def test_declared_tmpfs_is_writable_and_leaves_nothing_on_the_host(run_cell, bas
 
 def test_readonly_file_and_nested_readwrite(run_cell, base_spec, tmp):
     top = tmp / "top"
-    (top / "out").mkdir(parents=True)
-    os.chmod(top / "out", 0o777)
+    cell_rw_dir(top / "out")
     (top / "config").write_text("cfg\n")
     script = (f"print(open('{top}/config').read().strip());"
               f"open('{top}/out/r', 'w').write('y');"
@@ -122,7 +117,7 @@ def test_cell_runs_as_unprivileged_user(run_cell, base_spec):
 
 
 def test_run_user_maps_to_the_same_host_user(run_cell, base_spec, tmp):
-    rw = rw_dir(tmp)
+    rw = rw_dir(tmp, mode=0o777)  # writable by 1234 as it is: bound without idmap
     res = run_cell(sb_spec(base_spec, user="1234:2345",
                            argv=["/bin/sh", "-c", f"id -u; id -g; touch {rw}/mine"],
                            filesystem={"readWrite": [str(rw)]}), args=SB)
@@ -141,7 +136,7 @@ def test_run_user_root_is_never_host_root(run_cell, base_spec, tmp):
     assert b"Permission denied" in res.stdout + res.stderr_bytes, res
     assert res.rc != 0, res  # cat /etc/shadow failed
     st = os.stat(rw / "mine")
-    assert st.st_uid == HOST_ID, st
+    assert st.st_uid == RW_OWNER, st
 
 
 def test_proc_is_the_cells_own(run_cell, base_spec):
@@ -288,13 +283,15 @@ def test_cwd_symlink_stays_inside_the_view(run_cell, base_spec, tmp):
 
 
 def test_setuid_root_binary_gains_nothing(run_cell, base_spec, tmp):
-    rw = rw_dir(tmp)
-    suid = rw / "id"
+    # In a readOnly tree: a readWrite tree holding a setuid file is refused (test_sandbox_identity).
+    ro = tmp / "ro"
+    ro.mkdir()
+    suid = ro / "id"
     suid.write_bytes(open("/usr/bin/id", "rb").read())
     os.chown(suid, 0, 0)
     os.chmod(suid, 0o4755)
     assert os.stat(suid).st_mode & stat.S_ISUID
-    res = run_cell(sb_spec(base_spec, argv=[str(suid)], filesystem={"readWrite": [str(rw)]}),
+    res = run_cell(sb_spec(base_spec, argv=[str(suid)], filesystem={"readOnly": [str(ro)]}),
                    args=SB)
     assert res.rc == 0, res
     assert res.stdout.startswith(b"uid=65534"), res

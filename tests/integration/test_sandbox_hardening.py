@@ -15,11 +15,10 @@ import time
 
 import pytest
 
-from conftest import make_env, parse_jsonl, procs_with_marker
+from conftest import RW_OWNER, cell_rw_dir, make_env, parse_jsonl, procs_with_marker
 
 PY = "/usr/bin/python3"
 SB = ("--backend", "sandbox")
-HOST_ID = 2147483646  # SB_DEFAULT_HOST_ID
 EXPORTED = "dev.cellos.events.cell.export.v2.completed"
 FAILED = "dev.cellos.events.cell.export.v2.failed"
 
@@ -211,9 +210,7 @@ print(json.dumps(out))
 
 
 def test_a_cell_cannot_leave_setuid_or_setgid_files_in_readwrite_paths(run_cell, base_spec, tmp):
-    rw = tmp / "rw"
-    rw.mkdir()
-    os.chmod(rw, 0o777)
+    rw = cell_rw_dir(tmp / "rw")
     res = run_cell(base_spec(id="t-sbsuid", filesystem={"readWrite": [str(rw)]},
                              argv=py(SUID_PROBE, str(rw))), args=SB)
     assert res.rc == 0, res
@@ -232,15 +229,13 @@ def test_a_cell_cannot_leave_setuid_or_setgid_files_in_readwrite_paths(run_cell,
 
 
 def test_setuid_refusal_also_applies_to_cell_root(run_cell, base_spec, tmp):
-    rw = tmp / "rw"
-    rw.mkdir()
-    os.chmod(rw, 0o777)
+    rw = cell_rw_dir(tmp / "rw")
     res = run_cell(base_spec(id="t-sbsuid0", user="0:0", filesystem={"readWrite": [str(rw)]},
                              argv=["/bin/sh", "-c", f"cp /bin/true {rw}/t && chmod 4755 {rw}/t"]),
                    args=SB)
     assert res.rc != 0, res
     st = os.stat(rw / "t")
-    assert st.st_uid == HOST_ID and not st.st_mode & stat.S_ISUID, oct(st.st_mode)
+    assert st.st_uid == RW_OWNER and not st.st_mode & stat.S_ISUID, oct(st.st_mode)
 
 
 # ---------------------------------------------------------------- F5: secrets in init's memory

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import COMPLETED, DESTROYED, STARTED, SUMMARY, procs_with_marker
+from conftest import COMPLETED, DESTROYED, STARTED, SUMMARY, cell_rw_dir, procs_with_marker
 
 PY = "/usr/bin/python3"
 SB = ("--backend", "sandbox")
@@ -367,9 +367,7 @@ def test_term_ignoring_workload_is_killed_after_grace(start_cell, base_spec, mar
 # period, then SIGKILL; `forced` only when SIGKILL was needed.
 
 def test_leftovers_get_sigterm_and_the_run_is_clean(run_cell, base_spec, tmp):
-    rw = tmp / "rw"
-    rw.mkdir()
-    os.chmod(rw, 0o777)
+    rw = cell_rw_dir(tmp / "rw")
     script = (f"setsid sh -c 'trap \"echo term > {rw}/got; exit 0\" TERM; sleep 30 & wait' & "
               "sleep 0.3; echo top")
     t0 = time.monotonic()

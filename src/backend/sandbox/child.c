@@ -208,11 +208,13 @@ send_mntns(int sync_fd)
 static void
 close_inherited(const struct sb_child_config *c, int sync_fd)
 {
-	int keep[2 + SB_CHILD_MAX_CGROUP_FDS];
+	int keep[3 + SB_CHILD_MAX_CGROUP_FDS];
 	size_t n = 0;
 
 	keep[n++] = sync_fd;
 	keep[n++] = c->status_fd;
+	if (c->hold_fd >= 0)
+		keep[n++] = c->hold_fd;
 	for (size_t i = 0; i < c->n_cgroup_fds && n < sizeof(keep) / sizeof(keep[0]); i++)
 		keep[n++] = c->cgroup_fds[i];
 	for (size_t i = 1; i < n; i++)
@@ -560,8 +562,12 @@ init_main(const struct sb_child_config *c, int sync_fd, pid_t workload)
 	if (null > 2)
 		close(null);
 
-	/* Keep only the status eventfd, as fd 3; closing the sync socket lets the runner see
-	 * EOF once the workload's execve succeeds. */
+	/* Keep only the status eventfd, as fd 3, and the host uid's lock, as fd 4 (moved out of
+	 * the way first); closing the sync socket lets the runner see EOF once the workload's
+	 * execve succeeds. */
+	int hold_fd = c->hold_fd;
+	if (hold_fd >= 0 && hold_fd < 5 && (hold_fd = fcntl(hold_fd, F_DUPFD_CLOEXEC, 5)) < 0)
+		goto broken;
 	if (status_fd != 3) {
 		if (dup3(status_fd, 3, O_CLOEXEC) < 0)
 			goto broken;
@@ -569,7 +575,12 @@ init_main(const struct sb_child_config *c, int sync_fd, pid_t workload)
 	}
 	if (sync_fd != 3)
 		close(sync_fd);
-	(void)syscall(SYS_close_range, 4U, ~0U, 0U);
+	if (hold_fd >= 0) {
+		if (dup3(hold_fd, 4, O_CLOEXEC) < 0)
+			goto broken;
+		(void)syscall(SYS_close_range, 5U, ~0U, 0U);
+	} else
+		(void)syscall(SYS_close_range, 4U, ~0U, 0U);
 
 	sigset_t all;
 	sigfillset(&all);

@@ -21,7 +21,8 @@
  *     CLONE_VFORK (no page-table copy; init waits for its execve);
  *   init (PID 1 from then on)
  *     the secrets in its copy of the runner's memory wiped (the environment strings and
- *     sb_child_config.wipe), stdio on /dev/null, every other fd closed; reaps every
+ *     sb_child_config.wipe), stdio on /dev/null, every other fd closed but the status
+ *     eventfd and the host uid's lock (hold_fd); reaps every
  *     process, forwards signals from outside the cell to the whole cell (kill(-1)), and
  *     when the workload exits stores its wait status for the runner (struct
  *     sb_child_status: the runner's "top process ended"); it exits once it has no child
@@ -121,6 +122,10 @@ struct sb_child_config {
 	int status_fd; /* an eventfd init writes when the workload ended with leftovers */
 	struct sb_child_status *status; /* shared with the runner (MAP_SHARED) */
 	int runner_sync_fd; /* the runner's end of the socket, closed first (EOF when it is gone) */
+	/* Kept open by init until it exits, never passed to the workload: the lock of the
+	 * cell's host uid (uidpool.h), so that the uid stays taken while the cell lives even
+	 * if the runner is gone. -1: none. */
+	int hold_fd;
 	int cgroup_fds[SB_CHILD_MAX_CGROUP_FDS]; /* v1 `tasks` / cgroup.procs: join by writing "0"
 	                                          */
 	size_t n_cgroup_fds;

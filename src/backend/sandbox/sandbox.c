@@ -15,11 +15,13 @@
  * exports artifacts, the runner holds the cell's mount namespace (sent by the cell) until
  * destroy(), so that they are read from inside the cell's view after the run.
  *
- * Identity: the workload runs as uid/gid 65534 inside the cell, mapped to the dedicated
- * host id SB_DEFAULT_HOST_ID, which no host account uses, unless run.user names one: then
- * that uid/gid, mapped to the same host uid/gid (files it writes into readWrite paths
- * belong to that host user), except 0, which maps to SB_DEFAULT_HOST_ID too: a cell is
- * never the host's root. The user namespace maps that one uid and that one gid only.
+ * Identity: the workload runs as uid/gid 65534 inside the cell, mapped to a host id of
+ * the cell's own, taken from the pool for as long as the cell lives (uidpool.h: no other
+ * running cell and no host account has it), unless run.user names one: then that uid/gid,
+ * mapped to the same host uid/gid (files it writes into readWrite paths belong to that host
+ * user), except 0, which maps to a pool id too: a cell is never the host's root. The user
+ * namespace maps that one uid and that one gid only. What a cell writes into readWrite
+ * trees keeps a stable owner through idmapped mounts (view.h).
  */
 #include "backend/sandbox/sandbox.h"
 
@@ -54,6 +56,7 @@
 #include "backend/sandbox/child.h"
 #include "backend/sandbox/landlock.h"
 #include "backend/sandbox/seccomp.h"
+#include "backend/sandbox/uidpool.h"
 #include "backend/sandbox/view.h"
 #include "base/fd.h"
 #include "base/log.h"
@@ -69,6 +72,7 @@ struct backend_cell {
 	struct sb_view view;
 	uid_t uid, host_uid; /* inside the cell / on the host */
 	gid_t gid, host_gid;
+	int id_lock_fd; /* the pool id's lock (uidpool.h), -1 with run.user ids only */
 	char **secret_values; /* copies of the file-delivered secrets, wiped on destroy */
 	size_t *secret_lengths;
 	size_t n_secrets;
@@ -181,14 +185,18 @@ copy_secrets(struct backend_cell *bc, const struct backend_prepare_args *a)
 	return 0;
 }
 
-/* The filesystem view: what a start consumes. */
+/* The filesystem view: what a start consumes. Findings the profile decides on go to res
+ * (NULL on a restart: the first build reported them). */
 static int
-build_view(struct backend_cell *bc, char *err, size_t err_size)
+build_view(struct backend_cell *bc, struct backend_prepare_result *res, char *err,
+    size_t err_size)
 {
 	struct sb_view_config cfg = {
 	    .spec = bc->spec,
 	    .host_uid = bc->host_uid,
 	    .host_gid = bc->host_gid,
+	    .own_ids = bc->id_lock_fd >= 0,
+	    .degraded = res,
 	    .secret_values = (const char *const *)bc->secret_values,
 	    .secret_lengths = bc->secret_lengths,
 	};
@@ -244,12 +252,30 @@ sandbox_prepare(const struct backend_prepare_args *a, struct backend_prepare_res
 	    .setup_sync_fd = -EBADF,
 	    .setup_status_fd = -EBADF,
 	    .mntns_fd = -EBADF,
+	    .id_lock_fd = -EBADF,
 	    .view = {.root_fd = -EBADF}};
 
 	bc->uid = s->has_user ? s->uid : SB_DEFAULT_ID;
 	bc->gid = s->has_user ? s->gid : SB_DEFAULT_ID;
-	bc->host_uid = s->has_user && s->uid != 0 ? s->uid : SB_DEFAULT_HOST_ID;
-	bc->host_gid = s->has_user && s->gid != 0 ? s->gid : SB_DEFAULT_HOST_ID;
+	bc->host_uid = s->has_user ? s->uid : 0;
+	bc->host_gid = s->has_user ? s->gid : 0;
+	if (bc->host_uid == 0 || bc->host_gid == 0) {
+		/* A host id of the cell's own (never root's), taken until destroy() and by the
+		 * cell's init for as long as it lives. */
+		uid_t id;
+		char why[200] = "";
+		int fd = sb_uidpool_acquire(&id, why, sizeof(why));
+		if (fd < 0) {
+			r = fd;
+			snprintf(res->error, sizeof(res->error), "host uid: %s", why);
+			goto fail;
+		}
+		bc->id_lock_fd = fd;
+		if (bc->host_uid == 0)
+			bc->host_uid = id;
+		if (bc->host_gid == 0)
+			bc->host_gid = (gid_t)id;
+	}
 
 	if (s->n_egress_rules > 0) {
 		char why[192];
@@ -322,7 +348,7 @@ sandbox_prepare(const struct backend_prepare_args *a, struct backend_prepare_res
 		const char *step;
 		(void)spawn_setup(bc, a->argv, a->envp, a->cwd, &step);
 	}
-	if ((r = build_view(bc, res->error, sizeof(res->error))) < 0)
+	if ((r = build_view(bc, res, res->error, sizeof(res->error))) < 0)
 		goto fail;
 	*ret = bc;
 	return 0;
@@ -652,6 +678,7 @@ spawn_setup(struct backend_cell *bc, const char *const *argv, const char *const 
 	    .status_fd = status_ev,
 	    .status = status,
 	    .runner_sync_fd = sync_parent,
+	    .hold_fd = bc->id_lock_fd,
 	    .uid = bc->uid,
 	    .gid = bc->gid,
 	    .hostname = s->id,
@@ -723,7 +750,7 @@ sandbox_start(struct backend_cell *bc, const struct backend_start_args *a,
 		/* A new run of the same cell: the previous one consumed the view. */
 		sb_view_done(&bc->view);
 		bc->mntns_fd = safe_close(bc->mntns_fd);
-		if ((r = build_view(bc, msg, sizeof(msg))) < 0)
+		if ((r = build_view(bc, NULL, msg, sizeof(msg))) < 0)
 			return start_failed(err, "view", -r);
 		if (bc->init_pidfd >= 0 && !bc->init_reaped) {
 			siginfo_t si;
@@ -1004,6 +1031,8 @@ sandbox_destroy(struct backend_cell *bc)
 	sb_view_done(&bc->view);
 	safe_close(bc->mntns_fd);
 	safe_close(bc->init_pidfd);
+	/* The cell is gone (init collected): its host uid is free again. */
+	safe_close(bc->id_lock_fd);
 	safe_close(bc->status_fd);
 	if (bc->status)
 		(void)munmap(bc->status, sizeof(*bc->status));

@@ -12,12 +12,4 @@
 /* The workload's uid and gid inside the cell when run.user is absent ("nobody"). */
 #define SB_DEFAULT_ID 65534U
 
-/*
- * The host uid and gid a cell runs as unless run.user names one: a dedicated id that no
- * host account uses (0x7ffffffe), so no host process shares the cell's identity (no
- * ptrace, no /proc/<pid>/root or environ access between them), and the id inside 0 is
- * mapped to when run.user is "0": a cell is never the host's root.
- */
-#define SB_DEFAULT_HOST_ID 2147483646U
-
 extern const struct backend_ops sandbox_backend;

@@ -2,6 +2,7 @@
 
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -11,6 +12,7 @@
 #include <linux/openat2.h>
 #include <linux/sched.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -20,6 +22,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "backend/backend.h"
 #include "backend/spawn.h"
 #include "base/fd.h"
 #include "base/macro.h"
@@ -85,7 +88,6 @@ struct item {
 	const char *target; /* path in the cell */
 	const char *source; /* host path (bind), link text (symlink) */
 	bool read_only;
-	bool follow_source; /* host symlinks allowed in the source path */
 	bool from_spec;
 	bool workload_owned; /* tmpfs owned by the workload's uid */
 	char *owned;         /* a string this item allocated (target or source) */
@@ -190,16 +192,18 @@ item_cmp(const void *a, const void *b)
 }
 
 static bool
-spec_declares_root(const struct cell_spec *s, bool *ret_ro)
+spec_declares_root(const struct cell_spec *s, bool *ret_ro, size_t *ret_index)
 {
 	for (size_t i = 0; i < s->fs_read_write.n; i++)
 		if (strcmp(s->fs_read_write.v[i], "/") == 0) {
 			*ret_ro = false;
+			*ret_index = i;
 			return true;
 		}
 	for (size_t i = 0; i < s->fs_read_only.n; i++)
 		if (strcmp(s->fs_read_only.v[i], "/") == 0) {
 			*ret_ro = true;
+			*ret_index = i;
 			return true;
 		}
 	return false;
@@ -249,8 +253,6 @@ collect_spec_list(struct builder *b, const struct spec_strv *l, const char *list
 		if (it->kind == ITEM_BIND) {
 			it->source = p;
 			it->read_only = strcmp(list, "readOnly") == 0;
-			/* A readWrite source is where cells write: no symlink may redirect it. */
-			it->follow_source = it->read_only;
 		} else {
 			it->mode = "0755";
 			it->workload_owned = true;
@@ -287,7 +289,6 @@ collect(struct builder *b, bool root_is_host)
 					return -ENOMEM;
 				it->source = d;
 				it->read_only = true;
-				it->follow_source = false;
 			}
 		}
 	}
@@ -610,63 +611,408 @@ idmap_userns(uid_t from_uid, gid_t from_gid, uid_t to_uid, gid_t to_gid)
 	return r < 0 ? r : ns;
 }
 
+/* A directory whose symlinks the runner follows: root's, and writable by root alone. */
+static bool
+dir_trusted(const struct stat *st)
+{
+	return st->st_uid == 0 && !(st->st_mode & (S_IWGRP | S_IWOTH));
+}
+
+#define SOURCE_MAX_LINKS 40 /* the kernel's MAXSYMLINKS */
+
+static int
+open_root_dir(bool *ret_trusted)
+{
+	struct stat st;
+	int fd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0) {
+		int r = -errno;
+		safe_close(fd);
+		return r;
+	}
+	*ret_trusted = dir_trusted(&st);
+	return fd;
+}
+
+/*
+ * Resolve a grant source from the host's "/", one component at a time (O_PATH |
+ * O_NOFOLLOW), following a symlink only when it is root's and every directory walked to
+ * it is root's and writable by root alone: a trusted owner chain, where nobody but root
+ * could have planted it (a cell writes only in its readWrite trees, which that excludes).
+ * A link's ".." is taken only within such a chain. Returns an O_PATH fd of the source, or
+ * -errno with the path walked so far in where: -ELOOP for a symlink not followed, -EXDEV
+ * for a ".." not taken.
+ */
+static int
+resolve_source(const char *path, int *ret_fd, char *where, size_t where_size)
+{
+	_cleanup_free_ char *rest = malloc(2 * PATH_MAX), *next = malloc(2 * PATH_MAX);
+	_cleanup_free_ char *done = malloc(PATH_MAX);
+	_cleanup_free_ bool *trusted = calloc(PATH_MAX / 2 + 1, sizeof(bool));
+	size_t depth = 0, links = 0, dlen = 0;
+	char comp[NAME_MAX + 1];
+	struct stat st;
+
+	if (!rest || !next || !done || !trusted)
+		return -ENOMEM;
+	if (strlen(path) >= PATH_MAX)
+		return -ENAMETOOLONG;
+	strcpy(rest, path);
+	done[0] = '\0';
+	_cleanup_close_ int cur = open_root_dir(&trusted[0]);
+	if (cur < 0)
+		return cur;
+	const char *p = rest;
+	for (;;) {
+		while (*p == '/')
+			p++;
+		if (!*p)
+			break;
+		size_t n = strcspn(p, "/");
+		if (n > NAME_MAX)
+			return -ENAMETOOLONG;
+		memcpy(comp, p, n);
+		comp[n] = '\0';
+		p += n;
+		if (strcmp(comp, ".") == 0)
+			continue;
+		snprintf(where, where_size, "%s/%s", done, comp);
+		if (strcmp(comp, "..") == 0) {
+			if (!trusted[depth])
+				return -EXDEV;
+			if (depth == 0)
+				continue;
+			int up = openat(cur, "..", O_PATH | O_DIRECTORY | O_CLOEXEC);
+			if (up < 0)
+				return -errno;
+			safe_close(cur);
+			cur = up;
+			depth--;
+			char *slash = strrchr(done, '/');
+			dlen = slash ? (size_t)(slash - done) : 0;
+			done[dlen] = '\0';
+			continue;
+		}
+		_cleanup_close_ int fd = openat(cur, comp, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0)
+			return -errno;
+		if (fstat(fd, &st) < 0)
+			return -errno;
+		if (S_ISLNK(st.st_mode)) {
+			if (!trusted[depth] || st.st_uid != 0 || ++links > SOURCE_MAX_LINKS)
+				return -ELOOP;
+			char target[PATH_MAX];
+			ssize_t k = readlinkat(fd, "", target, sizeof(target) - 1);
+			if (k < 0)
+				return -errno;
+			target[k] = '\0';
+			if ((size_t)k + 1 + strlen(p) >= 2 * PATH_MAX)
+				return -ENAMETOOLONG;
+			snprintf(next, 2 * PATH_MAX, "%s/%s", target, p);
+			strcpy(rest, next);
+			p = rest;
+			if (target[0] == '/') {
+				safe_close(cur);
+				if ((cur = open_root_dir(&trusted[0])) < 0)
+					return cur;
+				depth = 0;
+				dlen = 0;
+				done[0] = '\0';
+			}
+			continue;
+		}
+		if (!S_ISDIR(st.st_mode) && p[strspn(p, "/")] != '\0')
+			return -ENOTDIR;
+		if (depth + 1 > PATH_MAX / 2 || dlen + 1 + n >= PATH_MAX)
+			return -ENAMETOOLONG;
+		trusted[depth + 1] = trusted[depth] && (!S_ISDIR(st.st_mode) || dir_trusted(&st));
+		depth++;
+		done[dlen++] = '/';
+		memcpy(done + dlen, comp, n + 1);
+		dlen += n;
+		safe_close(cur);
+		cur = TAKE_FD(fd);
+	}
+	*ret_fd = TAKE_FD(cur);
+	return 0;
+}
+
+#ifndef SYS_getxattrat
+#define SYS_getxattrat 464
+#endif
+
+struct xattr_args_at {
+	uint64_t value;
+	uint32_t size;
+	uint32_t flags;
+};
+
+static int getxattrat_works = -1; /* unknown, 0, 1: probed once (6.13+) */
+
+/* Whether dir_fd/name (a regular file) carries security.capability. 1, 0 or -errno. */
+static int
+has_file_caps(int dir_fd, const char *name)
+{
+	ssize_t n;
+	if (getxattrat_works != 0) {
+		struct xattr_args_at args = {0};
+		n = syscall(SYS_getxattrat, dir_fd, name, AT_SYMLINK_NOFOLLOW,
+		    "security.capability", &args, sizeof(args));
+		if (n >= 0 || errno != ENOSYS) {
+			getxattrat_works = 1;
+			return n >= 0 ? 1 : errno == ENODATA ? 0 : -errno;
+		}
+		getxattrat_works = 0;
+	}
+	_cleanup_close_ int fd =
+	    openat(dir_fd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = fgetxattr(fd, "security.capability", NULL, 0);
+	return n >= 0 ? 1 : errno == ENODATA ? 0 : -errno;
+}
+
+/* What the walk of a readWrite tree found. */
+struct scan {
+	size_t entries;
+	bool too_big; /* past SB_VIEW_SCAN_MAX_ENTRIES or _DEPTH: not checked to the end */
+	const char *what; /* the first privileged file's kind, NULL if none */
+	char rel[PATH_MAX]; /* during the walk: the current path; then: the file found */
+	size_t rel_len;
+};
+
+/* Check one regular file: 1 when privileged (s->what set), 0, or -errno. */
+static int
+scan_file(int dir_fd, const char *name, const struct stat *st, struct scan *s)
+{
+	if (st->st_mode & S_ISUID)
+		s->what = "a setuid file";
+	else if (st->st_mode & S_ISGID)
+		s->what = "a setgid file";
+	else {
+		int r = has_file_caps(dir_fd, name);
+		if (r == -ENOENT)
+			return 0;
+		if (r <= 0)
+			return r;
+		s->what = "a file with capabilities";
+	}
+	return 1;
+}
+
+/*
+ * Walk dir_fd (owned: closed here) for setuid, setgid and file-capability files, without
+ * following symlinks and within the tree's own mount (a clone of one mount: submounts are
+ * not in it). Stops at the first find (s->rel then names it) or past the caps. 0 or -errno.
+ */
+static int
+scan_dir(int dir_fd, unsigned depth, struct scan *s)
+{
+	DIR *d = fdopendir(dir_fd);
+	if (!d) {
+		int r = -errno;
+		safe_close(dir_fd);
+		return r;
+	}
+	size_t base = s->rel_len;
+	struct dirent *de;
+	int r = 0;
+	for (errno = 0; !s->what && !s->too_big && (de = readdir(d)); errno = 0) {
+		const char *name = de->d_name;
+		if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+			continue;
+		size_t n = strlen(name);
+		if (++s->entries > SB_VIEW_SCAN_MAX_ENTRIES || base + 1 + n >= sizeof(s->rel)) {
+			s->too_big = true;
+			break;
+		}
+		s->rel[base] = '/';
+		memcpy(s->rel + base + 1, name, n + 1);
+		s->rel_len = base + 1 + n;
+		unsigned type = de->d_type;
+		struct stat st;
+		if (type == DT_UNKNOWN || type == DT_REG) {
+			if (fstatat(dirfd(d), name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+				if (errno == ENOENT)
+					continue; /* gone meanwhile */
+				r = -errno;
+				break;
+			}
+			type = S_ISDIR(st.st_mode) ? DT_DIR : S_ISREG(st.st_mode) ? DT_REG : DT_UNKNOWN;
+		}
+		if (type == DT_REG) {
+			if ((r = scan_file(dirfd(d), name, &st, s)) < 0)
+				break;
+		} else if (type == DT_DIR) {
+			if (depth + 1 > SB_VIEW_SCAN_MAX_DEPTH) {
+				s->too_big = true;
+				break;
+			}
+			int sub = openat(dirfd(d), name,
+			    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+			if (sub < 0 && errno == ENOENT)
+				continue;
+			if (sub < 0 || (r = scan_dir(sub, depth + 1, s)) < 0) {
+				r = r < 0 ? r : -errno;
+				break;
+			}
+		}
+	}
+	if (r == 0 && !s->what && !s->too_big && errno != 0)
+		r = -errno; /* readdir() failed */
+	closedir(d);
+	if (!s->what) {
+		s->rel_len = base;
+		s->rel[base] = '\0';
+	}
+	return r;
+}
+
+/* Walk the tree (a directory or a single file) behind tree_fd; see scan_dir(). */
+static int
+scan_tree(int tree_fd, const struct stat *st, struct scan *s)
+{
+	*s = (struct scan){0};
+	if (S_ISREG(st->st_mode)) {
+		char proc[64];
+		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", tree_fd);
+		if (st->st_mode & (S_ISUID | S_ISGID)) {
+			s->what = st->st_mode & S_ISUID ? "a setuid file" : "a setgid file";
+			return 0;
+		}
+		ssize_t n = getxattr(proc, "security.capability", NULL, 0);
+		if (n >= 0)
+			s->what = "a file with capabilities";
+		return n >= 0 || errno == ENODATA ? 0 : -errno;
+	}
+	if (!S_ISDIR(st->st_mode))
+		return 0;
+	int fd = openat(tree_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	return scan_dir(fd, 0, s);
+}
+
+/*
+ * Who the cell is in a readWrite tree whose root has owner and mode st (docs/sandbox.md,
+ * "Who owns what a cell writes"): bound as is (*ret_map false: run.user's own host ids,
+ * which may write it as any process of theirs could), or idmapped so that the tree's owner
+ * and group on disk are the cell's host uid and gid. Never uid or gid 0: through an
+ * idmapped mount the kernel lets a cell write only inodes whose owner and group are both
+ * mapped (HAS_UNMAPPED_ID), so the cell then writes nothing but files of the tree's
+ * (non-root) owner and group. Returns NULL, or why the tree cannot be granted that way.
+ */
+static const char *
+rw_identity(const struct sb_view_config *cfg, const struct stat *st, bool *ret_map,
+    uid_t *ret_uid, gid_t *ret_gid)
+{
+	if (!cfg->own_ids && writable_by(st, cfg->host_uid, cfg->host_gid)) {
+		*ret_map = false;
+		return NULL;
+	}
+	if (st->st_uid == 0 || st->st_gid == 0)
+		return "is owned by root (uid or gid 0): a cell never writes as host root (chown it "
+		       "to another user and group, or use tmpfs)";
+	*ret_map = true;
+	*ret_uid = st->st_uid;
+	*ret_gid = st->st_gid;
+	return NULL;
+}
+
+/*
+ * A readWrite tree is granted as rw_identity() says only when its walk found no setuid,
+ * setgid or file-capability file and ended within the caps; otherwise, and when the
+ * filesystem cannot be idmapped, it is reported through cfg->degraded (the profile decides:
+ * hardened refuses the cell) and bound as is, with the cell's own host ids and no idmap,
+ * so that it acts there as any unprivileged host user.
+ */
+static int
+grant_read_write(struct builder *b, const struct item *it, int tree)
+{
+	char why[sizeof(((struct backend_degraded *)0)->reason)] = "";
+	struct stat st;
+	bool map = false;
+	uid_t from_uid = 0;
+	gid_t from_gid = 0;
+	int r;
+
+	if (fstat(tree, &st) < 0)
+		return fail(b, -errno, "%s: %s: %s", it->origin, it->source, strerror(errno));
+	const char *problem = rw_identity(b->cfg, &st, &map, &from_uid, &from_gid);
+	if (problem)
+		snprintf(why, sizeof(why), "%s %s", it->source, problem);
+	else {
+		_cleanup_free_ struct scan *sc = malloc(sizeof(*sc));
+		if (!sc)
+			return -ENOMEM;
+		if ((r = scan_tree(tree, &st, sc)) < 0)
+			return fail(b, r, "%s: %s: cannot be checked for setuid files: %s",
+			    it->origin, it->source, strerror(-r));
+		if (sc->what)
+			snprintf(why, sizeof(why),
+			    "%s%s is %s a cell could rewrite (take it out, or use tmpfs)",
+			    it->source, sc->rel, sc->what);
+		else if (sc->too_big)
+			snprintf(why, sizeof(why),
+			    "%s: over %d entries or %d levels, not all checked for setuid files "
+			    "(grant a smaller tree, or use tmpfs)",
+			    it->source, SB_VIEW_SCAN_MAX_ENTRIES, SB_VIEW_SCAN_MAX_DEPTH);
+	}
+	if (!why[0] && map) {
+		int ns = idmap_userns(from_uid, from_gid, b->cfg->host_uid, b->cfg->host_gid);
+		struct mount_attr a = {.attr_set = MOUNT_ATTR_IDMAP, .userns_fd = (uint64_t)ns};
+		if (ns < 0 || mount_setattr(tree, "", AT_EMPTY_PATH, &a, sizeof(a)) < 0) {
+			r = ns < 0 ? ns : -errno;
+			snprintf(why, sizeof(why),
+			    "%s cannot be idmapped (%s): what the cell writes would not keep a "
+			    "stable owner",
+			    it->source, strerror(-r));
+		}
+		safe_close(ns);
+	}
+	/* Under portable the cell then runs with the tree bound as is (docs/sandbox.md). */
+	if (why[0] && b->cfg->degraded)
+		backend_degrade(b->cfg->degraded, it->origin + strlen("spec."), why);
+	return 0;
+}
+
 static int
 open_bind_source(struct builder *b, const struct item *it, int *ret)
 {
-	uint64_t resolve = RESOLVE_NO_MAGICLINKS | (it->follow_source ? 0 : RESOLVE_NO_SYMLINKS);
-	_cleanup_close_ int fd = sys_openat2(AT_FDCWD, it->source,
-	    O_PATH | O_CLOEXEC | (it->follow_source ? 0 : O_NOFOLLOW), resolve);
-	struct stat st;
-	if (fd >= 0 && fstat(fd, &st) == 0 && S_ISLNK(st.st_mode)) {
-		/* O_PATH | O_NOFOLLOW opens a trailing symlink itself instead of failing. */
-		safe_close(fd);
-		fd = -ELOOP;
-	}
-	if (fd == -ELOOP)
-		return fail(b, fd,
-		    "%s: %s: a symlink on the host is in the way (readWrite paths are "
-		    "resolved without following symlinks)",
-		    it->origin, it->source);
-	if (fd < 0)
-		return fail(b, fd, "%s: %s: %s", it->origin, it->source, strerror(-fd));
-	int tree = open_tree(fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);
+	char where[PATH_MAX];
+	_cleanup_close_ int fd = -EBADF;
+	int r = resolve_source(it->source, &fd, where, sizeof(where));
+	if (r == -ELOOP)
+		return fail(b, r,
+		    "%s: %s: %s is a symlink not root's own in directories only root can write "
+		    "(a cell or another user could have planted it): not followed, grant the real "
+		    "path",
+		    it->origin, it->source, where);
+	if (r == -EXDEV)
+		return fail(b, r,
+		    "%s: %s: %s leaves directories only root can write through a symlink's '..': "
+		    "not followed, grant the real path",
+		    it->origin, it->source, where);
+	if (r < 0)
+		return fail(b, r, "%s: %s: %s", it->origin, it->source, strerror(-r));
+	_cleanup_close_ int tree = open_tree(fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);
 	if (tree < 0)
 		return fail(b, -errno, "%s: %s: cannot clone the mount: %s", it->origin, it->source,
 		    strerror(errno));
 	struct statfs sf;
-	if (fstatfs(tree, &sf) < 0 || sf.f_type == PROC_SUPER_MAGIC) {
-		safe_close(tree);
+	if (fstatfs(tree, &sf) < 0 || sf.f_type == PROC_SUPER_MAGIC)
 		return fail(b, -EPERM, "%s: %s: a procfs cannot be shown to a cell", it->origin,
 		    it->source);
-	}
-	int r = set_attrs(tree,
+	r = set_attrs(tree,
 	    MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | (it->read_only ? MOUNT_ATTR_RDONLY : 0), 0);
-	if (r < 0) {
-		safe_close(tree);
+	if (r < 0)
 		return fail(b, r, "%s: %s: cannot set mount attributes: %s", it->origin, it->source,
 		    strerror(-r));
-	}
-	/*
-	 * A declared readWrite path the workload's user could not write to would grant
-	 * nothing: idmap the mount so the workload acts as the path's owner (files it creates
-	 * there belong to that owner on the host). A path it can already write is left as is.
-	 */
-	if (!it->read_only && fstat(tree, &st) == 0 &&
-	    !writable_by(&st, b->cfg->host_uid, b->cfg->host_gid)) {
-		int ns = idmap_userns(st.st_uid, st.st_gid, b->cfg->host_uid, b->cfg->host_gid);
-		struct mount_attr a = {.attr_set = MOUNT_ATTR_IDMAP, .userns_fd = (uint64_t)ns};
-		if (ns < 0 || mount_setattr(tree, "", AT_EMPTY_PATH, &a, sizeof(a)) < 0) {
-			r = ns < 0 ? ns : -errno;
-			safe_close(ns);
-			safe_close(tree);
-			return fail(b, r,
-			    "%s: %s: not writable by the cell's user (host uid %u) and cannot be "
-			    "idmapped: %s",
-			    it->origin, it->source, (unsigned)b->cfg->host_uid, strerror(-r));
-		}
-		safe_close(ns);
-	}
-	*ret = tree;
+	if (!it->read_only && (r = grant_read_write(b, it, tree)) < 0)
+		return r;
+	*ret = TAKE_FD(tree);
 	return 0;
 }
 
@@ -847,17 +1193,16 @@ realize(struct builder *b, const struct item *it)
 }
 
 static int
-make_root(struct builder *b, bool root_is_host, bool root_ro, int *ret)
+make_root(struct builder *b, bool root_is_host, bool root_ro, size_t root_index, int *ret)
 {
 	int r;
 	if (root_is_host) {
 		struct item it = {.kind = ITEM_BIND,
 		    .target = "/",
 		    .source = "/",
-		    .read_only = root_ro,
-		    .follow_source = false};
-		snprintf(it.origin, sizeof(it.origin), "spec.authority.filesystem.%s",
-		    root_ro ? "readOnly" : "readWrite");
+		    .read_only = root_ro};
+		snprintf(it.origin, sizeof(it.origin), "spec.authority.filesystem.%s[%zu]",
+		    root_ro ? "readOnly" : "readWrite", root_index);
 		if ((r = open_bind_source(b, &it, ret)) < 0)
 			return r;
 		if (!root_ro && (r = ll_add(&b->ll_rw, &b->n_ll_rw, *ret)) < 0)
@@ -883,7 +1228,9 @@ sb_view_build(const struct sb_view_config *cfg, struct sb_view *ret, char *err, 
 {
 	struct sb_view v = {.root_fd = -EBADF};
 	struct builder b = {.cfg = cfg, .view = &v, .err = err, .err_size = err_size};
-	bool root_ro = true, root_is_host = spec_declares_root(cfg->spec, &root_ro);
+	bool root_ro = true;
+	size_t root_index = 0;
+	bool root_is_host = spec_declares_root(cfg->spec, &root_ro, &root_index);
 	int r;
 
 	if (err_size)
@@ -896,7 +1243,7 @@ sb_view_build(const struct sb_view_config *cfg, struct sb_view *ret, char *err, 
 	b.ro_at_end = calloc(b.n_items + 1, sizeof(int));
 	if (!v.mounts || !b.mounted || !b.ro_at_end)
 		goto out;
-	if ((r = make_root(&b, root_is_host, root_ro, &v.root_fd)) < 0)
+	if ((r = make_root(&b, root_is_host, root_ro, root_index, &v.root_fd)) < 0)
 		goto out;
 	b.mounted[b.n_mounted++] =
 	    (struct mounted){.target = "/", .fd = v.root_fd, .own = !root_is_host};

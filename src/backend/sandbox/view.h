@@ -16,6 +16,14 @@
  * and pivots. After the run the root fd (sb_view.root_fd), kept alive with the cell's
  * mount namespace, lets the runner read exports from inside the view (sb_view_open_artifact()).
  *
+ * Grant sources (readOnly and readWrite) are resolved component by component from the host's
+ * "/" without following any symlink but root's own in directories only root can write
+ * (a trusted owner chain): a symlink a cell or another user could have planted is refused.
+ * readWrite trees follow the ownership rule of docs/sandbox.md ("Who owns what a cell
+ * writes"): never idmapped to host uid or gid 0, walked (bounded) for setuid, setgid and
+ * file-capability files before they are granted, and refused through cfg->degraded when
+ * they cannot be granted safely.
+ *
  * Ownership: struct sb_view owns every fd and string in it; sb_view_done() releases them.
  * The plan's fds are consumed by one start: a second start needs a new sb_view_build().
  */
@@ -44,6 +52,11 @@ struct sb_mount {
 
 #define SB_VIEW_MAX_MOUNTS 1024
 
+/* A readWrite tree is walked before it is granted: at most this many entries (past it the
+ * tree is not granted safely), at most this deep. */
+#define SB_VIEW_SCAN_MAX_ENTRIES 65536
+#define SB_VIEW_SCAN_MAX_DEPTH   128
+
 struct sb_view {
 	int root_fd;             /* the cell's "/" (a detached tmpfs, or a clone of host "/") */
 	struct sb_mount *mounts; /* in attach order: every target after its enclosing mount */
@@ -53,10 +66,18 @@ struct sb_view {
 	char **landlock_rw;
 };
 
+struct backend_prepare_result;
+
 struct sb_view_config {
 	const struct cell_spec *spec;
 	uid_t host_uid; /* the workload's host uid and gid: owner of tmpfs and secret files */
 	gid_t host_gid;
+	/* host_uid/host_gid are the cell's own pool ids (uidpool.h), not run.user's: every
+	 * readWrite tree is then idmapped so that what the cell writes keeps a stable owner. */
+	bool own_ids;
+	/* Where a readWrite tree that cannot be granted safely is reported (the profile
+	 * decides: hardened refuses, portable runs it bound without idmap); NULL: not again. */
+	struct backend_prepare_result *degraded;
 	/* File-delivered secrets, parallel to spec->secret_refs; NULL when none. */
 	const char *const *secret_values;
 	const size_t *secret_lengths;

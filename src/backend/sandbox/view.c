@@ -984,17 +984,18 @@ open_bind_source(struct builder *b, const struct item *it, int *ret)
 	char where[PATH_MAX];
 	_cleanup_close_ int fd = -EBADF;
 	int r = resolve_source(it->source, &fd, where, sizeof(where));
+	/* where: the path walked up to the refusal (the source itself, or a part of it). */
+	bool same = strcmp(where, it->source) == 0;
 	if (r == -ELOOP)
 		return fail(b, r,
-		    "%s: %s: %s is a symlink not root's own in directories only root can write "
-		    "(a cell or another user could have planted it): not followed, grant the real "
-		    "path",
-		    it->origin, it->source, where);
+		    "%s: %s%s%s: a symlink, not followed: only root's own in directories only root "
+		    "can write are (a cell or another user could have planted it)",
+		    it->origin, it->source, same ? "" : ": ", same ? "" : where);
 	if (r == -EXDEV)
 		return fail(b, r,
-		    "%s: %s: %s leaves directories only root can write through a symlink's '..': "
-		    "not followed, grant the real path",
-		    it->origin, it->source, where);
+		    "%s: %s%s%s: a symlink's '..' out of directories only root can write, not "
+		    "followed",
+		    it->origin, it->source, same ? "" : ": ", same ? "" : where);
 	if (r < 0)
 		return fail(b, r, "%s: %s: %s", it->origin, it->source, strerror(-r));
 	_cleanup_close_ int tree = open_tree(fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);

@@ -6,7 +6,7 @@ set -eu
 
 BUILD="build-essential pkg-config meson ninja-build clang libclang-rt-14-dev
 libjansson-dev libseccomp-dev libcmocka-dev libsodium-dev"
-TEST="python3 python3-pytest iproute2 util-linux procps strace"
+TEST="python3 python3-pytest iproute2 util-linux procps strace libcap2-bin"
 BENCH="bubblewrap crun runc busybox-static hyperfine"
 
 want="$BUILD $TEST"

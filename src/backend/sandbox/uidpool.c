@@ -41,12 +41,17 @@ static int
 open_checked_dir(int at, const char *name, const char *shown, mode_t mode, mode_t bad_bits,
     char *err, size_t err_size)
 {
-	if (mkdirat(at, name, mode) < 0 && errno != EEXIST) {
-		int r = -errno;
-		snprintf(err, err_size, "%s: cannot create the directory: %s", shown, strerror(-r));
-		return r;
-	}
 	_cleanup_close_ int fd = open_dir_nofollow(at, name);
+	if (fd == -ENOENT) {
+		/* Only the first run on a boot gets here: the fast path is the open alone. */
+		if (mkdirat(at, name, mode) < 0 && errno != EEXIST) {
+			int r = -errno;
+			snprintf(err, err_size, "%s: cannot create the directory: %s", shown,
+			    strerror(-r));
+			return r;
+		}
+		fd = open_dir_nofollow(at, name);
+	}
 	if (fd < 0) {
 		snprintf(err, err_size, "%s: %s", shown,
 		    fd == -ELOOP || fd == -ENOTDIR ? "a symlink or not a directory"

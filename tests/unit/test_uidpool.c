@@ -30,8 +30,8 @@
 #define FIRST 3000000000U
 
 struct fixture {
-	char top[64];     /* the "parent" of the lock directory */
-	char parent[96];  /* top/cellvisor */
+	char top[64];    /* the "parent" of the lock directory */
+	char parent[96]; /* top/cellvisor */
 	int dir;
 	char err[256];
 };

@@ -188,8 +188,7 @@ copy_secrets(struct backend_cell *bc, const struct backend_prepare_args *a)
 /* The filesystem view: what a start consumes. Findings the profile decides on go to res
  * (NULL on a restart: the first build reported them). */
 static int
-build_view(struct backend_cell *bc, struct backend_prepare_result *res, char *err,
-    size_t err_size)
+build_view(struct backend_cell *bc, struct backend_prepare_result *res, char *err, size_t err_size)
 {
 	struct sb_view_config cfg = {
 	    .spec = bc->spec,

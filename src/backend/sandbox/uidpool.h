@@ -31,9 +31,9 @@
 #define SB_UIDPOOL_FIRST 2147418112U
 #define SB_UIDPOOL_COUNT 65534U
 
-#define SB_UIDPOOL_PARENT "/run/cellvisor"
+#define SB_UIDPOOL_PARENT   "/run/cellvisor"
 #define SB_UIDPOOL_DIR_NAME "uids"
-#define SB_UIDPOOL_DIR    SB_UIDPOOL_PARENT "/" SB_UIDPOOL_DIR_NAME
+#define SB_UIDPOOL_DIR      SB_UIDPOOL_PARENT "/" SB_UIDPOOL_DIR_NAME
 
 /*
  * Open (creating it and its parent if missing) the lock directory: parent_path must be
@@ -41,8 +41,7 @@
  * (no group or other bits). Every component is resolved without following symlinks.
  * Returns an O_DIRECTORY | O_CLOEXEC fd, or -errno with a message in err.
  */
-int sb_uidpool_open_dir(const char *parent_path, const char *dir_name, char *err,
-    size_t err_size);
+int sb_uidpool_open_dir(const char *parent_path, const char *dir_name, char *err, size_t err_size);
 
 /*
  * Take a free id of first .. first + count - 1, locked in dir_fd (sb_uidpool_open_dir()).

@@ -2,11 +2,11 @@
 
 #include <sys/mount.h>
 #include <sys/stat.h>
-#include <sys/xattr.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <sys/sysmacros.h>
+#include <sys/xattr.h>
 
 #include <linux/magic.h>
 #include <linux/openat2.h>
@@ -777,8 +777,8 @@ has_file_caps(int dir_fd, const char *name)
 /* What the walk of a readWrite tree found. */
 struct scan {
 	size_t entries;
-	bool too_big; /* past SB_VIEW_SCAN_MAX_ENTRIES or _DEPTH: not checked to the end */
-	const char *what; /* the first privileged file's kind, NULL if none */
+	bool too_big;       /* past SB_VIEW_SCAN_MAX_ENTRIES or _DEPTH: not checked to the end */
+	const char *what;   /* the first privileged file's kind, NULL if none */
 	char rel[PATH_MAX]; /* during the walk: the current path; then: the file found */
 	size_t rel_len;
 };
@@ -840,7 +840,9 @@ scan_dir(int dir_fd, unsigned depth, struct scan *s)
 				r = -errno;
 				break;
 			}
-			type = S_ISDIR(st.st_mode) ? DT_DIR : S_ISREG(st.st_mode) ? DT_REG : DT_UNKNOWN;
+			type = S_ISDIR(st.st_mode) ? DT_DIR
+			    : S_ISREG(st.st_mode)  ? DT_REG
+			                           : DT_UNKNOWN;
 		}
 		if (type == DT_REG) {
 			if ((r = scan_file(dirfd(d), name, &st, s)) < 0)
@@ -905,16 +907,16 @@ scan_tree(int tree_fd, const struct stat *st, struct scan *s)
  * (non-root) owner and group. Returns NULL, or why the tree cannot be granted that way.
  */
 static const char *
-rw_identity(const struct sb_view_config *cfg, const struct stat *st, bool *ret_map,
-    uid_t *ret_uid, gid_t *ret_gid)
+rw_identity(const struct sb_view_config *cfg, const struct stat *st, bool *ret_map, uid_t *ret_uid,
+    gid_t *ret_gid)
 {
 	if (!cfg->own_ids && writable_by(st, cfg->host_uid, cfg->host_gid)) {
 		*ret_map = false;
 		return NULL;
 	}
 	if (st->st_uid == 0 || st->st_gid == 0)
-		return "is owned by root (uid or gid 0): a cell never writes as host root (chown it "
-		       "to another user and group, or use tmpfs)";
+		return "is owned by root (uid or gid 0): a cell never writes as host root "
+		       "(chown it to another user and group, or use tmpfs)";
 	*ret_map = true;
 	*ret_uid = st->st_uid;
 	*ret_gid = st->st_gid;
@@ -998,7 +1000,8 @@ open_bind_source(struct builder *b, const struct item *it, int *ret)
 		    it->origin, it->source, same ? "" : ": ", same ? "" : where);
 	if (r < 0)
 		return fail(b, r, "%s: %s: %s", it->origin, it->source, strerror(-r));
-	_cleanup_close_ int tree = open_tree(fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);
+	_cleanup_close_ int tree =
+	    open_tree(fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);
 	if (tree < 0)
 		return fail(b, -errno, "%s: %s: cannot clone the mount: %s", it->origin, it->source,
 		    strerror(errno));

@@ -751,6 +751,13 @@ struct xattr_args_at {
 
 static int getxattrat_works = -1; /* unknown, 0, 1: probed once (6.13+) */
 
+/* No such attribute, or a filesystem without extended attributes (which holds none). */
+static bool
+no_xattr(int error)
+{
+	return error == ENODATA || error == ENOTSUP || error == EOPNOTSUPP;
+}
+
 /* Whether dir_fd/name (a regular file) carries security.capability. 1, 0 or -errno. */
 static int
 has_file_caps(int dir_fd, const char *name)
@@ -762,7 +769,7 @@ has_file_caps(int dir_fd, const char *name)
 		    "security.capability", &args, sizeof(args));
 		if (n >= 0 || errno != ENOSYS) {
 			getxattrat_works = 1;
-			return n >= 0 ? 1 : errno == ENODATA ? 0 : -errno;
+			return n >= 0 ? 1 : no_xattr(errno) ? 0 : -errno;
 		}
 		getxattrat_works = 0;
 	}
@@ -771,7 +778,7 @@ has_file_caps(int dir_fd, const char *name)
 	if (fd < 0)
 		return -errno;
 	n = fgetxattr(fd, "security.capability", NULL, 0);
-	return n >= 0 ? 1 : errno == ENODATA ? 0 : -errno;
+	return n >= 0 ? 1 : no_xattr(errno) ? 0 : -errno;
 }
 
 /* What the walk of a readWrite tree found. */
@@ -887,7 +894,7 @@ scan_tree(int tree_fd, const struct stat *st, struct scan *s)
 		ssize_t n = getxattr(proc, "security.capability", NULL, 0);
 		if (n >= 0)
 			s->what = "a file with capabilities";
-		return n >= 0 || errno == ENODATA ? 0 : -errno;
+		return n >= 0 || no_xattr(errno) ? 0 : -errno;
 	}
 	if (!S_ISDIR(st->st_mode))
 		return 0;

@@ -1,5 +1,6 @@
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -100,6 +101,7 @@ static int
 setup_sinks(struct event_bus *bus, const char *events_arg)
 {
 	struct sink *s;
+	char err[PATH_MAX + 256] = "";
 	int r = 0;
 	const char *mirror = env_nonempty("CELL_OS_JSONL_EVENTS");
 
@@ -108,9 +110,9 @@ setup_sinks(struct event_bus *bus, const char *events_arg)
 		if (r >= 0)
 			r = event_bus_add(bus, s);
 	} else if (events_arg) {
-		r = sink_jsonl_open(events_arg, &s);
+		r = sink_jsonl_open(events_arg, &s, err, sizeof(err));
 		if (r < 0) {
-			log_error("cannot open events file %s: %s", events_arg, strerror(-r));
+			log_error("cannot open events file %s: %s", events_arg, err);
 			return r;
 		}
 		r = event_bus_add(bus, s);
@@ -122,10 +124,9 @@ setup_sinks(struct event_bus *bus, const char *events_arg)
 	if (r < 0)
 		return r;
 	if (mirror && !(events_arg && strcmp(events_arg, mirror) == 0)) {
-		r = sink_jsonl_open(mirror, &s);
+		r = sink_jsonl_open(mirror, &s, err, sizeof(err));
 		if (r < 0) {
-			log_error("cannot open CELL_OS_JSONL_EVENTS file %s: %s", mirror,
-			    strerror(-r));
+			log_error("cannot open CELL_OS_JSONL_EVENTS file %s: %s", mirror, err);
 			return r;
 		}
 		r = event_bus_add(bus, s);

@@ -10,6 +10,7 @@
 #include "base/fd.h"
 #include "base/log.h"
 #include "base/macro.h"
+#include "base/path.h"
 
 enum sink_kind {
 	SINK_FILE,
@@ -24,12 +25,12 @@ struct sink {
 };
 
 int
-sink_jsonl_open(const char *path, struct sink **ret)
+sink_jsonl_open(const char *path, struct sink **ret, char *err, size_t err_size)
 {
-	int fd =
-	    open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600);
-	if (fd < 0)
-		return -errno;
+	int fd;
+	int r = path_open_file(path, PATH_APPEND, &fd, err, err_size);
+	if (r < 0)
+		return r;
 	struct sink *s = calloc(1, sizeof(*s));
 	if (!s) {
 		close(fd);

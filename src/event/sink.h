@@ -3,8 +3,10 @@
  *
  * A sink takes one complete serialised event (without the newline) per call and writes it
  * as one line with a single write(2), so concurrent appenders never interleave partial
- * lines. The JSONL file sink opens with O_APPEND|O_CLOEXEC|O_NOFOLLOW and fsyncs on close,
- * so a run's events are on disk before the runner exits.
+ * lines. The JSONL file sink is opened under base/path.h's trusted-path rule (no symlink on
+ * the way, directories and an existing file owned by the runner, a regular file only, never
+ * waiting on a FIFO), with O_APPEND|O_CLOEXEC, and fsyncs on close, so a run's events are on
+ * disk before the runner exits.
  *
  * struct event_bus fans one event out to every sink after redaction; the bus owns its
  * sinks. Events larger than EVENT_MAX_BYTES are refused (and reported) rather than cut.
@@ -22,8 +24,9 @@
 
 struct sink;
 
-/* Open (create, mode 0600) a JSONL file for appending. */
-int sink_jsonl_open(const char *path, struct sink **ret);
+/* Open (create, mode 0600) a JSONL file for appending; on failure err (may be NULL) says
+ * which part of path broke the rule. */
+int sink_jsonl_open(const char *path, struct sink **ret, char *err, size_t err_size);
 /* A sink writing to an fd the caller keeps open (stdout). */
 int sink_fd_new(int fd, const char *name, struct sink **ret);
 int sink_noop_new(struct sink **ret);

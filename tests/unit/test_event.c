@@ -197,7 +197,7 @@ test_jsonl_append(void **state)
 	struct event_bus bus = {0};
 	struct sink *s = NULL;
 
-	assert_ll_equal(sink_jsonl_open(p, &s), 0);
+	assert_ll_equal(sink_jsonl_open(p, &s, NULL, 0), 0);
 	assert_string_equal(sink_name(s), p);
 	assert_ll_equal(event_bus_add(&bus, s), 0);
 	assert_ll_equal(event_bus_emit(&bus, event_new(EV_CELL_STARTED, "a", json_object())), 0);
@@ -213,7 +213,7 @@ test_jsonl_append(void **state)
 	assert_ll_equal(st.st_mode & 07777, 0600);
 
 	/* a second open appends instead of truncating */
-	assert_ll_equal(sink_jsonl_open(p, &s), 0);
+	assert_ll_equal(sink_jsonl_open(p, &s, NULL, 0), 0);
 	assert_ll_equal(event_bus_add(&bus, s), 0);
 	assert_ll_equal(event_bus_emit(&bus, event_new(EV_CELL_DESTROYED, "a", json_object())), 0);
 	assert_ll_equal(event_bus_close(&bus), 0);
@@ -256,7 +256,7 @@ test_jsonl_refuses_symlink(void **state)
 	assert_int_equal(symlink(target, link), 0);
 
 	struct sink *s = (struct sink *)0x1;
-	assert_ll_equal(sink_jsonl_open(link, &s), -ELOOP);
+	assert_ll_equal(sink_jsonl_open(link, &s, NULL, 0), -ELOOP);
 	assert_ptr_equal(s, (struct sink *)0x1); /* ret_* is written only on success */
 	char *text = read_all(target, NULL);
 	assert_string_equal(text, "untouched\n");
@@ -266,7 +266,7 @@ test_jsonl_refuses_symlink(void **state)
 	char *dangling = path_in(state, "dangling.jsonl");
 	char *nowhere = path_in(state, "nowhere");
 	assert_int_equal(symlink(nowhere, dangling), 0);
-	assert_ll_equal(sink_jsonl_open(dangling, &s), -ELOOP);
+	assert_ll_equal(sink_jsonl_open(dangling, &s, NULL, 0), -ELOOP);
 	assert_int_equal(access(nowhere, F_OK), -1);
 
 	free(target);
@@ -280,7 +280,7 @@ test_jsonl_open_errors(void **state)
 {
 	struct sink *s;
 	char *p = path_in(state, "missing-dir/events.jsonl");
-	assert_ll_equal(sink_jsonl_open(p, &s), -ENOENT);
+	assert_ll_equal(sink_jsonl_open(p, &s, NULL, 0), -ENOENT);
 	free(p);
 }
 
@@ -352,7 +352,7 @@ test_bus_limits(void **state)
 
 	/* an event over EVENT_MAX_BYTES is refused whole, not cut */
 	char *p = path_in(state, "big.jsonl");
-	assert_ll_equal(sink_jsonl_open(p, &s), 0);
+	assert_ll_equal(sink_jsonl_open(p, &s, NULL, 0), 0);
 	assert_ll_equal(event_bus_add(&bus, s), 0);
 	char *big = malloc(EVENT_MAX_BYTES + 1);
 	memset(big, 'x', EVENT_MAX_BYTES);
@@ -500,7 +500,7 @@ test_redact_through_bus(void **state)
 	struct sink *s;
 	char *p = path_in(state, "redacted.jsonl");
 
-	assert_ll_equal(sink_jsonl_open(p, &s), 0);
+	assert_ll_equal(sink_jsonl_open(p, &s, NULL, 0), 0);
 	assert_ll_equal(event_bus_add(&bus, s), 0);
 	char key[64];
 	snprintf(key, sizeof(key), "k:%s", secret);

@@ -5,11 +5,14 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/fd.h"
 #include "base/macro.h"
+#include "base/path.h"
 
 static int
 load_file(const char *ref, const char *var, char *err, size_t err_size, struct secret *out)
@@ -21,24 +24,27 @@ load_file(const char *ref, const char *var, char *err, size_t err_size, struct s
 		snprintf(err, err_size, "secret '%s': %s is not set", ref, var);
 		return -ENOENT;
 	}
-	/* O_NONBLOCK: a FIFO must not hang the runner in open(); it is refused below. */
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK);
-	if (fd < 0) {
-		int e = errno;
-		if (e == ELOOP)
-			snprintf(err, err_size, "secret '%s': %s names a symlink, which is refused",
-			    ref, var);
-		else
-			snprintf(err, err_size, "secret '%s': cannot open the file named by %s: %s",
-			    ref, var, strerror(e));
-		return -e;
+	/*
+	 * The trusted-path rule (base/path.h): no symlink in any component - a parent directory
+	 * a user swapped for a symlink would otherwise make root read a file of its choosing -
+	 * directories owned by root or the runner, a regular file with one link, and a FIFO is
+	 * never opened. The path is the operator's, so it may be named; the content never is.
+	 */
+	_cleanup_close_ int fd = -EBADF;
+	char why[PATH_MAX + 200];
+	int r = path_open_file(path, PATH_READ, &fd, why, sizeof(why));
+	if (r == -EINVAL || r == -EISDIR) {
+		snprintf(err, err_size, "secret '%s': %s does not name a regular file: %s", ref, var,
+		    why);
+		return r;
+	}
+	if (r < 0) {
+		snprintf(err, err_size, "secret '%s': %s: %s", ref, var, why);
+		return r;
 	}
 	if (fstat(fd, &st) < 0)
 		return -errno;
-	if (!S_ISREG(st.st_mode)) {
-		snprintf(err, err_size, "secret '%s': %s does not name a regular file", ref, var);
-		return -EINVAL;
-	}
+	(void)fd_set_nonblock(fd, false);
 	if (st.st_size > SECRET_MAX_BYTES) {
 		snprintf(err, err_size, "secret '%s': the file named by %s is larger than %d bytes",
 		    ref, var, SECRET_MAX_BYTES);

@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <sodium.h>
@@ -20,6 +21,7 @@
 #include "base/fd.h"
 #include "base/log.h"
 #include "base/macro.h"
+#include "base/path.h"
 #include "base/random.h"
 #include "base/timeutil.h"
 #include "cell/timeout.h"
@@ -945,12 +947,53 @@ destroying_empty(struct cell *c)
 	finish(c);
 }
 
-/* Copy one artifact out of the cell into <export_dir>/<cellId>/<name>. */
+/*
+ * Where the exports of one run go: <export_dir>/<cellId>/, opened once, on the first artifact
+ * that gets that far, under the trusted-path rule (base/path.h). The export directory may lie
+ * in a tree the cell could write (readWrite) or another user could: no symlink is followed on
+ * the way, every directory must be root's or the runner's, and <cellId>/ must be the runner's
+ * own and private to it, whoever created it, so nobody else can name, squat or swap what is
+ * written there. Every artifact after a failure fails with the same reason.
+ */
+struct export_target {
+	bool tried;
+	int celldir; /* O_PATH, or -errno */
+	char error[PATH_MAX + 256];
+};
+
 static int
-export_one(struct cell *c, const struct spec_artifact *a, uint64_t *ret_bytes, char ret_sha[65],
-    char *err, size_t err_size)
+export_target_open(struct cell *c, struct export_target *t)
 {
-	_cleanup_close_ int src = -EBADF, dirfd = -EBADF, celldir = -EBADF, dst = -EBADF;
+	_cleanup_close_ int dirfd = -EBADF;
+	char why[PATH_MAX + 200];
+	int r;
+
+	if (t->tried)
+		return t->celldir;
+	t->tried = true;
+	r = path_open_dir(c->cfg->export_dir, &dirfd, why, sizeof(why));
+	if (r >= 0)
+		r = path_open_private_dir_at(dirfd, c->cfg->export_dir, c->spec->id, &t->celldir,
+		    why, sizeof(why));
+	if (r < 0) {
+		snprintf(t->error, sizeof(t->error), "export directory %s: %s", c->cfg->export_dir,
+		    why);
+		t->celldir = r;
+	}
+	return r;
+}
+
+/*
+ * Copy one artifact out of the cell into <export_dir>/<cellId>/<name>: written under a name
+ * nobody can predict (path_create_temp_at), synced, then renamed over <name>, so a reader
+ * sees the old file or the whole new one; what was at <name> (a file, a symlink - not
+ * followed) is replaced, a directory there makes the export fail.
+ */
+static int
+export_one(struct cell *c, struct export_target *t, const struct spec_artifact *a,
+    uint64_t *ret_bytes, char ret_sha[65], char *err, size_t err_size)
+{
+	_cleanup_close_ int src = -EBADF, dst = -EBADF;
 	struct stat st;
 	int r;
 
@@ -1003,32 +1046,17 @@ export_one(struct cell *c, const struct spec_artifact *a, uint64_t *ret_bytes, c
 		return -EFBIG;
 	}
 	fd_set_nonblock(src, false);
-	dirfd = open(c->cfg->export_dir, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
-	if (dirfd < 0) {
-		r = -errno;
-		snprintf(err, err_size, "export directory %s: %s", c->cfg->export_dir,
-		    strerror(-r));
+	r = export_target_open(c, t);
+	if (r < 0) {
+		snprintf(err, err_size, "%s", t->error);
 		return r;
 	}
-	if (mkdirat(dirfd, c->spec->id, 0700) < 0 && errno != EEXIST) {
-		r = -errno;
-		snprintf(err, err_size, "cannot create %s/%s: %s", c->cfg->export_dir, c->spec->id,
-		    strerror(-r));
-		return r;
-	}
-	celldir = openat(dirfd, c->spec->id, O_DIRECTORY | O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (celldir < 0) {
-		r = -errno;
-		snprintf(err, err_size, "cannot open %s/%s: %s", c->cfg->export_dir, c->spec->id,
-		    strerror(-r));
-		return r;
-	}
-	char tmp[300];
-	snprintf(tmp, sizeof(tmp), ".%s.%.8s.partial", a->name, c->run_id);
-	dst = openat(celldir, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (dst < 0) {
-		r = -errno;
-		snprintf(err, err_size, "cannot create %s: %s", tmp, strerror(-r));
+	int celldir = t->celldir;
+	char tmp[PATH_TEMP_NAME_SIZE];
+	r = path_create_temp_at(celldir, tmp, &dst);
+	if (r < 0) {
+		snprintf(err, err_size, "cannot create a file in %s/%s: %s", c->cfg->export_dir,
+		    c->spec->id, strerror(-r));
 		return r;
 	}
 	crypto_hash_sha256_state h;
@@ -1070,6 +1098,13 @@ export_one(struct cell *c, const struct spec_artifact *a, uint64_t *ret_bytes, c
 		snprintf(err, err_size, "rename to %s: %s", a->name, strerror(-r));
 		goto fail;
 	}
+	{
+		/* The new name on disk too; a directory that cannot be synced loses nothing
+		 * else. */
+		_cleanup_close_ int dsync = openat(celldir, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (dsync >= 0)
+			(void)fsync(dsync);
+	}
 	unsigned char digest[crypto_hash_sha256_BYTES];
 	crypto_hash_sha256_final(&h, digest);
 	for (size_t i = 0; i < sizeof(digest); i++)
@@ -1084,11 +1119,13 @@ fail:
 static void
 run_exports(struct cell *c)
 {
+	struct export_target target = {.celldir = -EBADF};
+
 	for (size_t i = 0; i < c->spec->n_artifacts; i++) {
 		const struct spec_artifact *a = &c->spec->artifacts[i];
-		char err[512] = "", sha[65] = "";
+		char err[PATH_MAX + 512] = "", sha[65] = "";
 		uint64_t bytes = 0;
-		int r = export_one(c, a, &bytes, sha, err, sizeof(err));
+		int r = export_one(c, &target, a, &bytes, sha, err, sizeof(err));
 		if (r < 0) {
 			if (!err[0])
 				snprintf(err, sizeof(err), "%s", strerror(-r));
@@ -1102,6 +1139,7 @@ run_exports(struct cell *c)
 			        "runId", c->run_id, "name", a->name, "path", a->path, "bytes",
 			        (json_int_t)bytes, "sha256", sha));
 	}
+	safe_close(target.celldir);
 }
 
 static void

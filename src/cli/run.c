@@ -25,7 +25,8 @@ usage_run(void)
 	       "Run one execution cell in the foreground and exit with its outcome.\n"
 	       "\n"
 	       "Options:\n"
-	       "  --events FILE|-     append CloudEvents as JSON lines to FILE (- = stdout)\n"
+	       "  --events FILE|-     append CloudEvents as JSON lines to FILE (- = stdout, and\n"
+	       "                      the workload's stdout goes to stderr)\n"
 	       "  --timeout MS        operator cap on the run's wall time, in milliseconds\n"
 	       "  --grace MS          time between SIGTERM and SIGKILL when stopping (default %d)\n"
 	       "  --backend NAME      host (alias stub, the default) or sandbox\n"
@@ -210,10 +211,14 @@ cmd_run(int argc, char **argv)
 		return EXIT_CANNOT;
 	}
 
+	bool events_on_stdout = arg_events && strcmp(arg_events, "-") == 0;
 	struct cell_config cfg = {
 	    .grace_ms = arg_grace,
 	    .flag_timeout_ms = arg_timeout,
-	    .out_fd = STDOUT_FILENO,
+	    /* With --events -, stdout carries cellvisor's events only: a workload printing there
+	     * could forge one (a fake completed) or glue a real one into garbage with an
+	     * unterminated line. Its stdout joins its stderr on cellvisor's stderr. */
+	    .out_fd = events_on_stdout ? STDERR_FILENO : STDOUT_FILENO,
 	    .err_fd = STDERR_FILENO,
 	    .export_dir = arg_export_dir ? arg_export_dir : env_nonempty("CELLOS_EXPORT_DIR"),
 	    .cgroup_parent =

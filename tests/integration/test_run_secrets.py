@@ -137,3 +137,113 @@ def test_unknown_broker_is_rejected(run_cell, base_spec, tmp, broker):
     })
     assert_rejected(res, tmp, [broker])
     assert_value_nowhere(res, SECRET)
+
+
+# ------------------------------------------------------ issue 7 item 7: swapped parent dirs
+#
+# O_NOFOLLOW guards only the last component: a user who can write a directory on the way to
+# a secret file could swap it for a symlink (a race in the audit; planted beforehand here,
+# which is the race won) and make the root runner hand a root-only file to the workload.
+
+USER = 4242  # the hostile local user
+
+
+def root_only_file(tmp, text):
+    private = tmp / "private"
+    private.mkdir(mode=0o700)
+    (private / "secret").write_text(text)
+    os.chmod(private / "secret", 0o600)
+    return private
+
+
+def test_secret_through_a_user_writable_parent_swapped_for_a_symlink_is_refused(
+        run_cell, base_spec, tmp):
+    private = root_only_file(tmp, SECRET)
+    user_dir = tmp / "userdir"
+    user_dir.mkdir()
+    os.chown(user_dir, USER, USER)
+    (user_dir / "sub").symlink_to(private)  # was a directory holding the user's secret
+    os.lchown(user_dir / "sub", USER, USER)
+    res = run_cell(touching(base_spec, tmp), env={
+        "CELLOS_BROKER": "file",
+        "CELLOS_SECRET_FILE_DB_PASSWORD": str(user_dir / "sub" / "secret"),
+    })
+    assert_rejected(res, tmp, ["db-password", "CELLOS_SECRET_FILE_DB_PASSWORD",
+                               f"{user_dir} is owned by uid {USER}"])
+    assert_value_nowhere(res, SECRET)
+
+
+def test_secret_through_a_symlinked_parent_is_refused_whoever_owns_it(run_cell, base_spec, tmp):
+    private = root_only_file(tmp, SECRET)
+    (tmp / "keys").symlink_to(private)
+    res = run_cell(touching(base_spec, tmp), env={
+        "CELLOS_BROKER": "file",
+        "CELLOS_SECRET_FILE_DB_PASSWORD": str(tmp / "keys" / "secret"),
+    })
+    assert_rejected(res, tmp, ["CELLOS_SECRET_FILE_DB_PASSWORD",
+                               f"{tmp / 'keys'} is a symlink, which is refused"])
+    assert_value_nowhere(res, SECRET)
+
+
+def test_secret_hard_linked_into_a_sticky_directory_is_refused(run_cell, base_spec, tmp):
+    # A sticky world-writable directory (like /tmp): anyone can make a hard link there to a
+    # root-only file on the same file system (fs.protected_hardlinks is not relied on).
+    private = root_only_file(tmp, SECRET)
+    shared = tmp / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)
+    os.link(private / "secret", shared / "db")
+    res = run_cell(touching(base_spec, tmp), env={
+        "CELLOS_BROKER": "file",
+        "CELLOS_SECRET_FILE_DB_PASSWORD": str(shared / "db"),
+    })
+    assert_rejected(res, tmp, ["CELLOS_SECRET_FILE_DB_PASSWORD", "has 2 hard links"])
+    assert_value_nowhere(res, SECRET)
+
+
+def test_secret_of_another_user_in_a_sticky_directory_is_refused(run_cell, base_spec, tmp):
+    shared = tmp / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)
+    (shared / "db").write_text(SECRET)
+    os.chown(shared / "db", USER, USER)
+    res = run_cell(touching(base_spec, tmp), env={
+        "CELLOS_BROKER": "file",
+        "CELLOS_SECRET_FILE_DB_PASSWORD": str(shared / "db"),
+    })
+    assert_rejected(res, tmp, ["CELLOS_SECRET_FILE_DB_PASSWORD",
+                               f"is owned by uid {USER} in a directory others can write"])
+    assert_value_nowhere(res, SECRET)
+
+
+def test_secret_in_a_world_writable_directory_is_refused(run_cell, base_spec, tmp):
+    shared = tmp / "open"
+    shared.mkdir()
+    os.chmod(shared, 0o777)
+    (shared / "db").write_text(SECRET)
+    res = run_cell(touching(base_spec, tmp), env={
+        "CELLOS_BROKER": "file",
+        "CELLOS_SECRET_FILE_DB_PASSWORD": str(shared / "db"),
+    })
+    assert_rejected(res, tmp, ["CELLOS_SECRET_FILE_DB_PASSWORD",
+                               f"{shared} is writable by group or others (mode 0777) and not "
+                               "sticky"])
+    assert_value_nowhere(res, SECRET)
+
+
+def test_secret_by_a_relative_path_and_from_a_sticky_directory(run_cell, base_spec, tmp):
+    # What the rule accepts: a relative path from a working directory root owns, and a file
+    # the runner owns in a sticky directory.
+    shared = tmp / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)
+    (shared / "db").write_text(SECRET + "\n")
+    (tmp / "api").write_text(OTHER)
+    spec = secret_spec(base_spec, tmp, refs=("db-password", "api-token"))
+    res = run_cell(spec, env={"CELLOS_BROKER": "file",
+                              "CELLOS_SECRET_FILE_DB_PASSWORD": str(shared / "db"),
+                              "CELLOS_SECRET_FILE_API_TOKEN": "api"}, cwd=tmp)
+    assert res.rc == 0, res
+    seen = json.loads(res.stdout)
+    assert (seen["DB_PASSWORD"], seen["API_TOKEN"]) == (sha(SECRET), sha(OTHER)), seen
+    assert_value_nowhere(res, SECRET, OTHER)

@@ -114,6 +114,28 @@ def test_events_to_stdout(run_cell, base_spec):
     assert [e["type"] for e in events] == SEQUENCE, res
 
 
+def test_events_to_stdout_cannot_be_forged_by_the_workload(run_cell, base_spec, tmp):
+    # Issue 7 item 6: with --events - the workload's stdout goes to cellvisor's stderr, so a
+    # fake completed line cannot join the stream, nor can an unterminated line glue a real
+    # event into garbage. Every stdout line is one of cellvisor's own events.
+    fake = json.dumps({"specversion": "1.0", "id": "00000000-0000-4000-8000-000000000000",
+                       "source": "/cellvisor/forged", "type": COMPLETED,
+                       "subject": "cell:t-forge", "data": {"cellId": "t-forge",
+                                                           "exitCode": 0}})
+    (tmp / "fake").write_text(fake + "\n" + '{"unterminated": ')
+    spec = base_spec(id="t-forge", argv=["/bin/sh", "-c", f"cat {tmp}/fake; exit 3"])
+    res = run_cell(spec, args=["--events", "-"], events=None)
+    assert res.rc == 3, res
+    assert res.stdout.endswith(b"\n"), res
+    events = parse_jsonl(res.stdout.decode())
+    assert [e["type"] for e in events] == SEQUENCE, res
+    for ev in events:
+        assert_envelope(ev, "t-forge", res.wall0, res.wall1)
+    assert [e["data"]["exitCode"] for e in events if e["type"] == COMPLETED] == [3], res
+    assert b"forged" not in res.stdout and b"unterminated" not in res.stdout, res
+    assert res.stderr.startswith(fake + "\n" + '{"unterminated": '), res
+
+
 def test_noop_sink_keeps_jsonl_mirror(run_cell, base_spec):
     res = run_cell(base_spec(id="t-noop", argv=["/bin/echo", "x"]),
                    env={"CELL_OS_USE_NOOP_SINK": "1"})

@@ -77,6 +77,24 @@ def test_events_behind_a_parent_swapped_for_a_symlink_are_refused(run_cell, base
     assert os.listdir(private) == []
 
 
+def test_events_dir_a_sandbox_cell_swapped_for_a_symlink_gets_nothing(run_cell, base_spec, tmp):
+    # The next run's --events lies in a tree an earlier cell could write (readWrite): the cell
+    # replaced the directory with a symlink to a root-only place.
+    rw = tmp / "rw"
+    (rw / "logs").mkdir(parents=True, mode=0o755)
+    os.chmod(rw, 0o755)
+    private = private_dir(tmp)
+    swap = base_spec(id="t-swapper", argv=["/bin/sh", "-c",
+                                           f"rm -rf {rw}/logs && ln -s {private} {rw}/logs"],
+                     filesystem={"readWrite": [str(rw)]})
+    res = run_cell(swap, args=["--backend", "sandbox"])
+    assert res.rc == 0 and (rw / "logs").is_symlink(), res
+    res = run_cell(base_spec(), args=["--events", str(rw / "logs" / "events.jsonl")],
+                   events=None)
+    refused(res, f"{rw / 'logs'} is a symlink, which is refused")
+    assert os.listdir(private) == []
+
+
 def test_events_behind_a_symlink_anywhere_on_the_path_are_refused(run_cell, base_spec, tmp):
     private = private_dir(tmp)
     (private / "deep").mkdir()

@@ -120,3 +120,33 @@ def test_export_behind_a_directory_the_workload_cannot_search_is_refused(run_cel
     assert "Permission denied" in got["f"]["data"]["error"], got["f"]
     assert got["open"]["type"] == EXPORTED, res
     assert (outdir / "open").read_text() == "readable\n"
+
+
+# ------------------------------------------------ issue 7 item 2: what the cell can plant
+
+@pytest.mark.parametrize("owner", [0, 4242], ids=["root-tree", "user-tree"])
+def test_export_dir_the_cell_swapped_for_a_symlink_receives_nothing(run_cell, base_spec, tmp,
+                                                                     owner):
+    # --export-dir inside a readWrite tree: the cell replaces it with a symlink to a 0700 root
+    # directory it cannot even see. The runner, as root, must not write there.
+    rw = tmp / "rw"
+    (rw / "out").mkdir(parents=True)
+    for d in (rw, rw / "out"):
+        os.chown(d, owner, owner)
+        os.chmod(d, 0o755)
+    private = tmp / "private"
+    private.mkdir(mode=0o700)
+    script = (f"rm -rf {rw}/out && ln -s {private} {rw}/out && "
+              "printf report-data > /tmp/report.txt")
+    spec = base_spec(id="t-sbswap", argv=["/bin/sh", "-c", script],
+                     filesystem={"readWrite": [str(rw)]},
+                     export={"artifacts": [{"name": "report.txt", "path": "/tmp/report.txt"}]})
+    res = run_cell(spec, args=SB + ("--export-dir", str(rw / "out")))
+    assert res.rc == 0, res
+    assert (rw / "out").is_symlink(), "the cell did not make its swap"
+    ev = by_name(res)["report.txt"]
+    assert ev["type"] == FAILED, res
+    why = (f"{rw / 'out'} is a symlink, which is refused" if owner == 0 else
+           f"{rw} is owned by uid {owner}, neither root nor cellvisor's uid 0")
+    assert ev["data"]["error"] == f"export directory {rw / 'out'}: {why}", ev
+    assert os.listdir(private) == []

@@ -3,11 +3,12 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 
+#include <linux/openat2.h>
+
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <linux/openat2.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -166,8 +167,7 @@ check_cwd_chain(int cwdfd, char *err, size_t err_size)
 
 /* Walk the first len bytes of path (a directory) and return it as an O_PATH fd. */
 static int
-walk_dir(const char *path, size_t len, int *ret_fd, struct stat *ret_st, char *err,
-    size_t err_size)
+walk_dir(const char *path, size_t len, int *ret_fd, struct stat *ret_st, char *err, size_t err_size)
 {
 	char shown[PATH_MAX], name[NAME_MAX + 1];
 	struct stat st;
@@ -178,8 +178,8 @@ walk_dir(const char *path, size_t len, int *ret_fd, struct stat *ret_st, char *e
 	bool absolute = len > 0 && path[0] == '/';
 	_cleanup_close_ int fd = open(absolute ? "/" : ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
-		return fail(err, err_size, -errno, "%s: %s", absolute ? "/" : "the working directory",
-		    strerror(errno));
+		return fail(err, err_size, -errno, "%s: %s",
+		    absolute ? "/" : "the working directory", strerror(errno));
 	snprintf(shown, sizeof(shown), "%s", absolute ? "/" : "");
 	if (!absolute) {
 		r = check_cwd_chain(fd, err, err_size);
@@ -267,8 +267,7 @@ check_file(const struct stat *st, const struct stat *dir, enum path_open_mode mo
 }
 
 int
-path_open_file(const char *path, enum path_open_mode mode, int *ret_fd, char *err,
-    size_t err_size)
+path_open_file(const char *path, enum path_open_mode mode, int *ret_fd, char *err, size_t err_size)
 {
 	_cleanup_close_ int dirfd = -EBADF, pathfd = -EBADF, fd = -EBADF;
 	struct stat dir, st, opened;
@@ -322,8 +321,8 @@ path_open_file(const char *path, enum path_open_mode mode, int *ret_fd, char *er
 }
 
 int
-path_open_private_dir_at(int dirfd, const char *shown, const char *name, int *ret_fd,
-    char *err, size_t err_size)
+path_open_private_dir_at(int dirfd, const char *shown, const char *name, int *ret_fd, char *err,
+    size_t err_size)
 {
 	char full[PATH_MAX];
 	struct stat st;
@@ -346,8 +345,9 @@ path_open_private_dir_at(int dirfd, const char *shown, const char *name, int *re
 		return fail(err, err_size, -ENOTDIR, "%s is %s, not a directory", full,
 		    type_name(st.st_mode));
 	if (st.st_uid != uid)
-		return fail(err, err_size, -EPERM, "%s is owned by uid %u, not by cellvisor's uid %u",
-		    full, (unsigned)st.st_uid, (unsigned)uid);
+		return fail(err, err_size, -EPERM,
+		    "%s is owned by uid %u, not by cellvisor's uid %u", full, (unsigned)st.st_uid,
+		    (unsigned)uid);
 	if (st.st_mode & (S_IWGRP | S_IWOTH))
 		return fail(err, err_size, -EPERM, "%s is writable by group or others (mode %04o)",
 		    full, (unsigned)(st.st_mode & 07777));
@@ -367,8 +367,8 @@ path_create_temp_at(int dirfd, char ret_name[PATH_TEMP_NAME_SIZE], int *ret_fd)
 	for (size_t i = 0; i < sizeof(rnd); i++)
 		len += (size_t)snprintf(name + len, sizeof(name) - len, "%02x", rnd[i]);
 	snprintf(name + len, sizeof(name) - len, ".partial");
-	int fd = open_component(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOCTTY | O_NONBLOCK,
-	    0600);
+	int fd =
+	    open_component(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOCTTY | O_NONBLOCK, 0600);
 	if (fd < 0)
 		return fd;
 	memcpy(ret_name, name, sizeof(name));

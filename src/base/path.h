@@ -52,8 +52,8 @@ int path_open_dir(const char *path, int *ret_fd, char *err, size_t err_size);
  * owned by the effective uid (not merely by root) and not writable by group or others,
  * whoever created it. Returns an O_PATH fd.
  */
-int path_open_private_dir_at(int dirfd, const char *shown, const char *name, int *ret_fd,
-    char *err, size_t err_size);
+int path_open_private_dir_at(int dirfd, const char *shown, const char *name, int *ret_fd, char *err,
+    size_t err_size);
 
 /*
  * Create a new file, mode 0600 (less the umask), write-only, under a name nobody can predict

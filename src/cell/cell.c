@@ -1101,7 +1101,8 @@ export_one(struct cell *c, struct export_target *t, const struct spec_artifact *
 	{
 		/* The new name on disk too; a directory that cannot be synced loses nothing
 		 * else. */
-		_cleanup_close_ int dsync = openat(celldir, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		_cleanup_close_ int dsync =
+		    openat(celldir, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (dsync >= 0)
 			(void)fsync(dsync);
 	}

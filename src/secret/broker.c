@@ -34,8 +34,8 @@ load_file(const char *ref, const char *var, char *err, size_t err_size, struct s
 	char why[PATH_MAX + 200];
 	int r = path_open_file(path, PATH_READ, &fd, why, sizeof(why));
 	if (r == -EINVAL || r == -EISDIR) {
-		snprintf(err, err_size, "secret '%s': %s does not name a regular file: %s", ref, var,
-		    why);
+		snprintf(err, err_size, "secret '%s': %s does not name a regular file: %s", ref,
+		    var, why);
 		return r;
 	}
 	if (r < 0) {

@@ -184,8 +184,7 @@ test_relative_and_dot_dot(void **state)
 	assert_ll_equal(chdir(sub), 0);
 	assert_ll_equal(path_open_file("rel.jsonl", PATH_APPEND, &fd, err, sizeof(err)), 0);
 	close(fd);
-	assert_ll_equal(path_open_file("./../sub//rel.jsonl", PATH_READ, &fd, err, sizeof(err)),
-	    0);
+	assert_ll_equal(path_open_file("./../sub//rel.jsonl", PATH_READ, &fd, err, sizeof(err)), 0);
 	close(fd);
 	assert_ll_equal(path_open_file("..", PATH_READ, &fd, err, sizeof(err)), -EISDIR);
 	assert_contains(err, ".. does not name a file");
@@ -220,8 +219,8 @@ test_private_dir_and_temp_names(void **state)
 	    -EPERM);
 	assert_contains(err, "/cell is writable by group or others (mode 0770)");
 	assert_ll_equal(symlinkat("/tmp", dirfd, "cell-link"), 0);
-	assert_ll_equal(
-	    path_open_private_dir_at(dirfd, *state, "cell-link", &cell2, err, sizeof(err)),
+	assert_ll_equal(path_open_private_dir_at(dirfd, *state, "cell-link", &cell2, err,
+	                    sizeof(err)),
 	    -ELOOP);
 	assert_ll_equal(path_open_private_dir_at(dirfd, *state, "..", &cell2, err, sizeof(err)),
 	    -EINVAL);

@@ -148,6 +148,13 @@ def test_unknown_broker_is_rejected(run_cell, base_spec, tmp, broker):
 USER = 4242  # the hostile local user
 
 
+def assert_secret_file_refused(run_cell, base_spec, tmp, path, *needles):
+    res = run_cell(touching(base_spec, tmp), env={"CELLOS_BROKER": "file",
+                                                   "CELLOS_SECRET_FILE_DB_PASSWORD": str(path)})
+    assert_rejected(res, tmp, ["db-password", "CELLOS_SECRET_FILE_DB_PASSWORD", *needles])
+    assert_value_nowhere(res, SECRET)
+
+
 def root_only_file(tmp, text):
     private = tmp / "private"
     private.mkdir(mode=0o700)
@@ -164,25 +171,15 @@ def test_secret_through_a_user_writable_parent_swapped_for_a_symlink_is_refused(
     os.chown(user_dir, USER, USER)
     (user_dir / "sub").symlink_to(private)  # was a directory holding the user's secret
     os.lchown(user_dir / "sub", USER, USER)
-    res = run_cell(touching(base_spec, tmp), env={
-        "CELLOS_BROKER": "file",
-        "CELLOS_SECRET_FILE_DB_PASSWORD": str(user_dir / "sub" / "secret"),
-    })
-    assert_rejected(res, tmp, ["db-password", "CELLOS_SECRET_FILE_DB_PASSWORD",
-                               f"{user_dir} is owned by uid {USER}"])
-    assert_value_nowhere(res, SECRET)
+    assert_secret_file_refused(run_cell, base_spec, tmp, str(user_dir / "sub" / "secret"),
+                               f"{user_dir} is owned by uid {USER}")
 
 
 def test_secret_through_a_symlinked_parent_is_refused_whoever_owns_it(run_cell, base_spec, tmp):
     private = root_only_file(tmp, SECRET)
     (tmp / "keys").symlink_to(private)
-    res = run_cell(touching(base_spec, tmp), env={
-        "CELLOS_BROKER": "file",
-        "CELLOS_SECRET_FILE_DB_PASSWORD": str(tmp / "keys" / "secret"),
-    })
-    assert_rejected(res, tmp, ["CELLOS_SECRET_FILE_DB_PASSWORD",
-                               f"{tmp / 'keys'} is a symlink, which is refused"])
-    assert_value_nowhere(res, SECRET)
+    assert_secret_file_refused(run_cell, base_spec, tmp, str(tmp / "keys" / "secret"),
+                               f"{tmp / 'keys'} is a symlink, which is refused")
 
 
 def test_secret_hard_linked_into_a_sticky_directory_is_refused(run_cell, base_spec, tmp):
@@ -193,12 +190,8 @@ def test_secret_hard_linked_into_a_sticky_directory_is_refused(run_cell, base_sp
     shared.mkdir()
     os.chmod(shared, 0o1777)
     os.link(private / "secret", shared / "db")
-    res = run_cell(touching(base_spec, tmp), env={
-        "CELLOS_BROKER": "file",
-        "CELLOS_SECRET_FILE_DB_PASSWORD": str(shared / "db"),
-    })
-    assert_rejected(res, tmp, ["CELLOS_SECRET_FILE_DB_PASSWORD", "has 2 hard links"])
-    assert_value_nowhere(res, SECRET)
+    assert_secret_file_refused(run_cell, base_spec, tmp, str(shared / "db"),
+                               "has 2 hard links")
 
 
 def test_secret_of_another_user_in_a_sticky_directory_is_refused(run_cell, base_spec, tmp):
@@ -207,13 +200,8 @@ def test_secret_of_another_user_in_a_sticky_directory_is_refused(run_cell, base_
     os.chmod(shared, 0o1777)
     (shared / "db").write_text(SECRET)
     os.chown(shared / "db", USER, USER)
-    res = run_cell(touching(base_spec, tmp), env={
-        "CELLOS_BROKER": "file",
-        "CELLOS_SECRET_FILE_DB_PASSWORD": str(shared / "db"),
-    })
-    assert_rejected(res, tmp, ["CELLOS_SECRET_FILE_DB_PASSWORD",
-                               f"is owned by uid {USER} in a directory others can write"])
-    assert_value_nowhere(res, SECRET)
+    assert_secret_file_refused(run_cell, base_spec, tmp, str(shared / "db"),
+                               f"is owned by uid {USER} in a directory others can write")
 
 
 def test_secret_in_a_world_writable_directory_is_refused(run_cell, base_spec, tmp):
@@ -221,14 +209,9 @@ def test_secret_in_a_world_writable_directory_is_refused(run_cell, base_spec, tm
     shared.mkdir()
     os.chmod(shared, 0o777)
     (shared / "db").write_text(SECRET)
-    res = run_cell(touching(base_spec, tmp), env={
-        "CELLOS_BROKER": "file",
-        "CELLOS_SECRET_FILE_DB_PASSWORD": str(shared / "db"),
-    })
-    assert_rejected(res, tmp, ["CELLOS_SECRET_FILE_DB_PASSWORD",
+    assert_secret_file_refused(run_cell, base_spec, tmp, str(shared / "db"),
                                f"{shared} is writable by group or others (mode 0777) and not "
-                               "sticky"])
-    assert_value_nowhere(res, SECRET)
+                               "sticky")
 
 
 def test_secret_by_a_relative_path_and_from_a_sticky_directory(run_cell, base_spec, tmp):

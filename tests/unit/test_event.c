@@ -22,13 +22,7 @@
 #include "event/event.h"
 #include "event/redact.h"
 #include "event/sink.h"
-
-#define assert_ll_equal(a, b)                                                                      \
-	do {                                                                                       \
-		long long _a = (long long)(a), _b = (long long)(b);                                \
-		if (_a != _b)                                                                      \
-			fail_msg("%s == %s: %lld != %lld", #a, #b, _a, _b);                        \
-	} while (0)
+#include "unit.h"
 
 #define assert_matches(str, re)                                                                    \
 	do {                                                                                       \
@@ -56,36 +50,6 @@ get_str(json_t *ev, const char *key)
 	if (!json_is_string(v))
 		fail_msg("event has no string \"%s\"", key);
 	return json_string_value(v);
-}
-
-/* A fresh temporary directory per test. */
-static int
-setup_dir(void **state)
-{
-	char *d = strdup("/tmp/cellvisor-test-event.XXXXXX");
-	if (!d || !mkdtemp(d))
-		return -1;
-	*state = d;
-	return 0;
-}
-
-static int
-teardown_dir(void **state)
-{
-	char cmd[300];
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", (char *)*state);
-	int r = system(cmd);
-	free(*state);
-	return r == 0 ? 0 : -1;
-}
-
-static char *
-path_in(void **state, const char *name)
-{
-	char *p;
-	if (asprintf(&p, "%s/%s", (char *)*state, name) < 0)
-		fail();
-	return p;
 }
 
 static char *

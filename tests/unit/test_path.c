@@ -21,13 +21,7 @@
 #include <cmocka.h>
 
 #include "base/path.h"
-
-#define assert_ll_equal(a, b)                                                                      \
-	do {                                                                                       \
-		long long _a = (long long)(a), _b = (long long)(b);                                \
-		if (_a != _b)                                                                      \
-			fail_msg("%s == %s: %lld != %lld", #a, #b, _a, _b);                        \
-	} while (0)
+#include "unit.h"
 
 #define assert_contains(s, needle)                                                                 \
 	do {                                                                                       \
@@ -35,39 +29,10 @@
 			fail_msg("\"%s\" does not contain \"%s\"", (s), (needle));                 \
 	} while (0)
 
-static int
-setup_dir(void **state)
-{
-	char *d = strdup("/tmp/cellvisor-test-path.XXXXXX");
-	if (!d || !mkdtemp(d))
-		return -1;
-	*state = d;
-	return 0;
-}
-
-static int
-teardown_dir(void **state)
-{
-	char cmd[300];
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", (char *)*state);
-	int r = system(cmd);
-	free(*state);
-	return r == 0 ? 0 : -1;
-}
-
-static char *
-in(void **state, const char *rel)
-{
-	char *p;
-	if (asprintf(&p, "%s/%s", (char *)*state, rel) < 0)
-		fail();
-	return p;
-}
-
 static void
 test_append_creates_then_appends(void **state)
 {
-	char *p = in(state, "ev.jsonl");
+	char *p = path_in(state, "ev.jsonl");
 	char err[512] = "";
 	int fd = -1;
 	struct stat st;
@@ -92,8 +57,8 @@ test_append_creates_then_appends(void **state)
 static void
 test_symlink_anywhere_is_refused(void **state)
 {
-	char *real = in(state, "real"), *link = in(state, "link");
-	char *through = in(state, "link/f"), *last = in(state, "real/lastlink");
+	char *real = path_in(state, "real"), *link = path_in(state, "link");
+	char *through = path_in(state, "link/f"), *last = path_in(state, "real/lastlink");
 	char err[512] = "";
 	int fd = 12345;
 
@@ -102,7 +67,7 @@ test_symlink_anywhere_is_refused(void **state)
 	assert_ll_equal(path_open_file(through, PATH_APPEND, &fd, err, sizeof(err)), -ELOOP);
 	assert_ll_equal(fd, 12345); /* ret_* only on success */
 	assert_contains(err, "/link is a symlink, which is refused");
-	char *created = in(state, "real/f");
+	char *created = path_in(state, "real/f");
 	assert_ll_equal(access(created, F_OK), -1);
 
 	assert_ll_equal(symlink("/etc/hostname", last), 0);
@@ -118,7 +83,7 @@ test_symlink_anywhere_is_refused(void **state)
 static void
 test_special_files_are_refused_without_waiting(void **state)
 {
-	char *fifo = in(state, "fifo"), *dir = in(state, "dir");
+	char *fifo = path_in(state, "fifo"), *dir = path_in(state, "dir");
 	char err[512] = "";
 	int fd;
 
@@ -141,7 +106,7 @@ test_special_files_are_refused_without_waiting(void **state)
 static void
 test_hard_links_and_modes(void **state)
 {
-	char *a = in(state, "a"), *b = in(state, "b"), *c = in(state, "c");
+	char *a = path_in(state, "a"), *b = path_in(state, "b"), *c = path_in(state, "c");
 	char err[512] = "";
 	int fd;
 
@@ -157,7 +122,7 @@ test_hard_links_and_modes(void **state)
 	assert_ll_equal(path_open_file(c, PATH_READ, &fd, err, sizeof(err)), 0);
 	close(fd);
 
-	char *open_dir = in(state, "open"), *inside = in(state, "open/f");
+	char *open_dir = path_in(state, "open"), *inside = path_in(state, "open/f");
 	assert_ll_equal(mkdir(open_dir, 0700), 0);
 	assert_ll_equal(chmod(open_dir, 0777), 0);
 	assert_ll_equal(path_open_file(inside, PATH_APPEND, &fd, err, sizeof(err)), -EPERM);
@@ -177,7 +142,7 @@ test_relative_and_dot_dot(void **state)
 {
 	char cwd[PATH_MAX], err[512] = "";
 	int fd;
-	char *sub = in(state, "sub");
+	char *sub = path_in(state, "sub");
 
 	assert_non_null(getcwd(cwd, sizeof(cwd)));
 	assert_ll_equal(mkdir(sub, 0700), 0);

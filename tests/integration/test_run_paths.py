@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from conftest import COMPLETED, DESTROYED, STARTED
+from conftest import COMPLETED, DESTROYED, RW_OWNER, STARTED, cell_rw_dir
 
 USER = 4242  # the hostile local user
 EXPORTED = "dev.cellos.events.cell.export.v2.completed"
@@ -80,9 +80,9 @@ def test_events_behind_a_parent_swapped_for_a_symlink_are_refused(run_cell, base
 def test_events_dir_a_sandbox_cell_swapped_for_a_symlink_gets_nothing(run_cell, base_spec, tmp):
     # The next run's --events lies in a tree an earlier cell could write (readWrite): the cell
     # replaced the directory with a symlink to a root-only place.
-    rw = tmp / "rw"
-    (rw / "logs").mkdir(parents=True, mode=0o755)
-    os.chmod(rw, 0o755)
+    # A readWrite tree is owned by a non-root user (root's are refused under hardened).
+    rw = cell_rw_dir(tmp / "rw")
+    cell_rw_dir(rw / "logs")
     private = private_dir(tmp)
     swap = base_spec(id="t-swapper", argv=["/bin/sh", "-c",
                                            f"rm -rf {rw}/logs && ln -s {private} {rw}/logs"],
@@ -91,7 +91,8 @@ def test_events_dir_a_sandbox_cell_swapped_for_a_symlink_gets_nothing(run_cell, 
     assert res.rc == 0 and (rw / "logs").is_symlink(), res
     res = run_cell(base_spec(), args=["--events", str(rw / "logs" / "events.jsonl")],
                    events=None)
-    refused(res, f"{rw / 'logs'} is a symlink, which is refused")
+    # The first breach on the path: the tree the cell could write is not the runner's.
+    refused(res, f"{rw} is owned by uid {RW_OWNER}")
     assert os.listdir(private) == []
 
 

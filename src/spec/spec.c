@@ -498,15 +498,18 @@ parse_limits(struct vctx *c, json_t *l, const char *path)
 	static const char *const fields[] = {"memoryMaxBytes", "pidsMax", "cpuMillicores", "nofile",
 	    NULL};
 	struct cell_spec *s = c->spec;
+	/* zero_ok: 0 is "unlimited", an explicit opt-out of the operator's default bound. */
 	struct {
 		const char *key;
 		uint64_t min, max;
 		uint64_t *dst;
+		bool *declared;
 	} items[] = {
-	    {"memoryMaxBytes", 1024 * 1024, 1ULL << 50, &s->memory_max_bytes},
-	    {"pidsMax", 1, 4194304, &s->pids_max},
-	    {"cpuMillicores", 1, 1024 * 1000, &s->cpu_millicores},
-	    {"nofile", 3, 1048576, &s->nofile},
+	    {"memoryMaxBytes", 1024 * 1024, 1ULL << 50, &s->memory_max_bytes,
+	        &s->has_memory_max},
+	    {"pidsMax", 1, 4194304, &s->pids_max, &s->has_pids_max},
+	    {"cpuMillicores", 1, 1024 * 1000, &s->cpu_millicores, NULL},
+	    {"nofile", 3, 1048576, &s->nofile, NULL},
 	};
 
 	check_fields(c, l, path, fields);
@@ -516,7 +519,27 @@ parse_limits(struct vctx *c, json_t *l, const char *path)
 		if (!v)
 			continue;
 		subpath(p, sizeof(p), path, items[i].key);
-		get_uint(c, v, p, items[i].min, items[i].max, items[i].dst);
+		if (items[i].declared && json_is_integer(v) && json_integer_value(v) == 0) {
+			*items[i].dst = 0;
+			*items[i].declared = true;
+			continue;
+		}
+		if (!items[i].declared) {
+			get_uint(c, v, p, items[i].min, items[i].max, items[i].dst);
+			continue;
+		}
+		if (!json_is_integer(v)) {
+			verr(c, p, "must be an integer");
+			continue;
+		}
+		json_int_t n = json_integer_value(v);
+		if (n < 0 || (uint64_t)n < items[i].min || (uint64_t)n > items[i].max) {
+			verr(c, p, "must be 0 (unlimited) or an integer from %llu to %llu",
+			    (unsigned long long)items[i].min, (unsigned long long)items[i].max);
+			continue;
+		}
+		*items[i].dst = (uint64_t)n;
+		*items[i].declared = true;
 	}
 }
 
@@ -1097,10 +1120,10 @@ spec_to_json(const struct cell_spec *s)
 		json_object_set_new(run, "user", json_string(u));
 	}
 	json_t *limits = json_object();
-	if (s->memory_max_bytes)
+	if (s->has_memory_max)
 		json_object_set_new(limits, "memoryMaxBytes",
 		    json_integer((json_int_t)s->memory_max_bytes));
-	if (s->pids_max)
+	if (s->has_pids_max)
 		json_object_set_new(limits, "pidsMax", json_integer((json_int_t)s->pids_max));
 	if (s->cpu_millicores)
 		json_object_set_new(limits, "cpuMillicores",

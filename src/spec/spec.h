@@ -93,8 +93,14 @@ struct cell_spec {
 	enum spec_secret_delivery secret_delivery;
 	bool has_user;
 	uint32_t uid, gid;
-	uint64_t memory_max_bytes; /* 0 = unset for all limits */
+	/*
+	 * 0 = unset for all limits. memoryMaxBytes and pidsMax may also be declared 0:
+	 * "unlimited", no operator default applies (has_* tells the two apart).
+	 */
+	uint64_t memory_max_bytes;
+	bool has_memory_max;
 	uint64_t pids_max;
+	bool has_pids_max;
 	uint64_t cpu_millicores;
 	uint64_t nofile;
 

@@ -868,14 +868,17 @@ test_limits(void **state)
 	struct {
 		const char *key, *value, *msg;
 	} bad[] = {
-	    {"memoryMaxBytes", "1048575", "must be an integer from 1048576 to 1125899906842624"},
+	    {"memoryMaxBytes", "1048575",
+	        "must be 0 (unlimited) or an integer from 1048576 to 1125899906842624"},
 	    {"memoryMaxBytes", "1125899906842625",
-	        "must be an integer from 1048576 to 1125899906842624"},
-	    {"memoryMaxBytes", "-1", "must be an integer from 1048576 to 1125899906842624"},
+	        "must be 0 (unlimited) or an integer from 1048576 to 1125899906842624"},
+	    {"memoryMaxBytes", "-1",
+	        "must be 0 (unlimited) or an integer from 1048576 to 1125899906842624"},
 	    {"memoryMaxBytes", "268435456.0", "must be an integer"},
 	    {"memoryMaxBytes", "\"256M\"", "must be an integer"},
-	    {"pidsMax", "0", "must be an integer from 1 to 4194304"},
-	    {"pidsMax", "4194305", "must be an integer from 1 to 4194304"},
+	    {"memoryMaxBytes", "false", "must be an integer"},
+	    {"pidsMax", "-1", "must be 0 (unlimited) or an integer from 1 to 4194304"},
+	    {"pidsMax", "4194305", "must be 0 (unlimited) or an integer from 1 to 4194304"},
 	    {"cpuMillicores", "0", "must be an integer from 1 to 1024000"},
 	    {"cpuMillicores", "1024001", "must be an integer from 1 to 1024000"},
 	    {"nofile", "2", "must be an integer from 3 to 1048576"},
@@ -906,6 +909,23 @@ test_limits(void **state)
 	assert_ll_equal(s->pids_max, 4194304);
 	assert_ll_equal(s->cpu_millicores, 1024000);
 	assert_ll_equal(s->nofile, 1048576);
+	spec_free(s);
+
+	/* 0 declares "unlimited" (no operator default) for memory and pids, and is kept as
+	 * declared in the normalised document; absent means "the default". */
+	s = min_with_ok("spec.run.limits", "{\"memoryMaxBytes\":0,\"pidsMax\":0}");
+	assert_true(s->has_memory_max && s->has_pids_max);
+	assert_ll_equal(s->memory_max_bytes, 0);
+	assert_ll_equal(s->pids_max, 0);
+	json_t *j = spec_to_json(s);
+	json_t *lim = json_object_get(json_object_get(json_object_get(j, "spec"), "run"), "limits");
+	assert_non_null(lim);
+	assert_ll_equal(json_integer_value(json_object_get(lim, "memoryMaxBytes")), 0);
+	assert_ll_equal(json_integer_value(json_object_get(lim, "pidsMax")), 0);
+	json_decref(j);
+	spec_free(s);
+	s = min_with_ok("spec.run.limits", "{\"cpuMillicores\":500}");
+	assert_false(s->has_memory_max || s->has_pids_max);
 	spec_free(s);
 }
 

@@ -39,10 +39,15 @@ struct backend_caps {
 	char containment[160]; /* "cgroup v2", "cgroup v1+v2 (hybrid)", "process group" */
 };
 
-/* One item of declared authority that a backend could not enforce. */
+/*
+ * One item of declared authority that a backend could not enforce, or (is_default) one of
+ * the operator's default bounds for a limit the spec left out: such an item never refuses
+ * the cell, and is written as a degraded event only under portable (docs/sandbox.md).
+ */
 struct backend_degraded {
 	char item[64];    /* e.g. "authority.network", "run.limits.memoryMaxBytes" */
 	char reason[192]; /* why, e.g. "the host backend does not isolate the network" */
+	bool is_default;
 };
 
 #define BACKEND_MAX_DEGRADED 16
@@ -153,13 +158,67 @@ const struct backend_ops *const *backend_list(void);
 /* Record one unenforceable item in a prepare result (at most BACKEND_MAX_DEGRADED). */
 void backend_degrade(struct backend_prepare_result *res, const char *item, const char *reason);
 
-struct cgroup_limits;
+/* Record a default bound this host cannot enforce (is_default: never refuses the cell). */
+void backend_degrade_default(struct backend_prepare_result *res, const char *item,
+    const char *reason);
 
-/* The cgroup limits of the spec this host can enforce; the others become degraded items. */
-void backend_cgroup_limits(const struct cell_spec *spec, struct backend_prepare_result *res,
-    struct cgroup_limits *ret);
+/*
+ * The operator's bounds for a cell whose spec does not declare memoryMaxBytes, pidsMax or
+ * nofile (docs/sandbox.md "Limits"): CELLVISOR_DEFAULT_MEMORY_MAX, CELLVISOR_DEFAULT_PIDS_MAX
+ * and CELLVISOR_DEFAULT_NOFILE when set (0 = none), else computed from this host.
+ */
+struct backend_defaults {
+	uint64_t memory_max_bytes; /* 0: none. Default: a quarter of RAM */
+	uint64_t pids_max;         /* 0: none. Default: 4096, at most 15% of kernel.pid_max */
+	uint64_t nofile;           /* the hard RLIMIT_NOFILE; 0: the runner's. Default: 65536 */
+	bool memory_from_env, pids_from_env, nofile_from_env;
+};
+
+#define BACKEND_DEFAULT_PIDS_MAX    4096
+#define BACKEND_DEFAULT_NOFILE      65536
+#define BACKEND_DEFAULT_NOFILE_SOFT 1024 /* select()-safe, as systemd and docker give */
+/* Each tmpfs of a sandboxed cell: half its memory bound (as the kernel's default is half the
+ * RAM), at least this, and one inode per page of it. */
+#define BACKEND_TMPFS_MIN_BYTES (1024 * 1024)
+
+/* Read the defaults; -EINVAL with err naming the variable when one is malformed. */
+int backend_defaults_get(struct backend_defaults *ret, char *err, size_t err_size);
+
+/* The bounds one cell gets: what its spec declares, else the defaults. */
+struct backend_limits {
+	uint64_t memory_max_bytes; /* 0: unlimited */
+	uint64_t pids_max;         /* 0: unlimited; the workload's tasks (not a sandbox's init) */
+	uint64_t nofile_soft, nofile_hard; /* 0: the runner's (RLIMIT_NOFILE) */
+	uint64_t tmpfs_size_bytes; /* the size of each tmpfs the sandbox gives the cell */
+	uint64_t tmpfs_nr_inodes;
+	bool memory_is_default, pids_is_default, nofile_is_default;
+	struct backend_defaults defaults;
+};
+
+/* -EINVAL with err set when the defaults cannot be read (backend_defaults_get()). */
+int backend_limits_for(const struct cell_spec *spec, struct backend_limits *ret, char *err,
+    size_t err_size);
 
 struct cgroup;
+
+/* backend_cgroup_create() flags. */
+enum {
+	BACKEND_CGROUP_INIT_TASK = 1 << 0, /* an init of the backend's in the cell: pids.max + 1 */
+	BACKEND_CGROUP_NPROC = 1 << 1,     /* RLIMIT_NPROC bounds the cell's tasks by itself */
+};
+
+/*
+ * Create the cell's cgroup ("cellvisor-<cell_name>") with the limits of lim and the spec's
+ * cpuMillicores. A declared limit the host has no controller for is a degraded item; a
+ * default one is a degraded default item, and so is a default the cgroup could not be made
+ * with (the cgroup is then made without the defaults), unless flags say it is bounded
+ * otherwise (BACKEND_CGROUP_NPROC: the pids default). Returns 0 and *ret_cg; or 0 and
+ * *ret_cg = NULL with err set when no cgroup could be made and nothing needs one (the
+ * caller falls back); or -errno with res->error set.
+ */
+int backend_cgroup_create(const struct backend_prepare_args *a, const struct backend_limits *lim,
+    unsigned flags, struct backend_prepare_result *res, struct cgroup **ret_cg, char *err,
+    size_t err_size);
 
 /* Set ret->oom_killed when the top process died of SIGKILL and the kernel's OOM killer
  * killed a process of cg (events.md: oomKilled). cg may be NULL. */

@@ -37,6 +37,7 @@
 struct backend_cell {
 	const struct cell_spec *spec;
 	struct cgroup *cg; /* NULL in process-group mode */
+	struct backend_limits limits;
 	pid_t pgid;        /* the workload's session/process group */
 	bool reaped_main;
 };
@@ -87,27 +88,22 @@ host_prepare(const struct backend_prepare_args *a, struct backend_prepare_result
 		return -ENOMEM;
 	bc->spec = s;
 
-	struct cgroup_limits lim;
-	backend_cgroup_limits(s, res, &lim);
-
+	if ((r = backend_limits_for(s, &bc->limits, res->error, sizeof(res->error))) < 0) {
+		free(bc);
+		return r;
+	}
 	char err[256] = "";
-	char name[128];
-	snprintf(name, sizeof(name), "cellvisor-%s", a->cell_name);
-	r = cgroup_create(name, a->cgroup_parent, &lim, err, sizeof(err), &bc->cg);
+	r = backend_cgroup_create(a, &bc->limits, 0, res, &bc->cg, err, sizeof(err));
 	if (r < 0) {
-		bool wanted_limits = lim.memory_max_bytes || lim.pids_max || lim.cpu_millicores;
-		if (wanted_limits || a->cgroup_parent) {
-			/* The spec's limits need the cgroup; nothing to fall back to. */
-			snprintf(res->error, sizeof(res->error), "cgroup: %s", err);
-			free(bc);
-			return r;
-		}
+		free(bc);
+		return r;
+	}
+	if (!bc->cg) {
 		char why[192];
 		snprintf(why, sizeof(why),
 		    "no cgroup (%.120s): contained by process group only; setsid() escapes it",
 		    err);
 		backend_degrade(res, "containment", why);
-		bc->cg = NULL;
 		(void)prctl(PR_SET_CHILD_SUBREAPER, 1);
 	}
 	*ret = bc;
@@ -153,8 +149,8 @@ child_exec(struct backend_cell *bc, const struct backend_start_args *a, const ch
 		if (dup2(fds[i], i) < 0)
 			spawn_child_fail(errfd, "dup", errno);
 
-	if (bc->spec->nofile) {
-		struct rlimit rl = {bc->spec->nofile, bc->spec->nofile};
+	if (bc->limits.nofile_hard) {
+		struct rlimit rl = {bc->limits.nofile_soft, bc->limits.nofile_hard};
 		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
 			spawn_child_fail(errfd, "rlimit", errno);
 	}

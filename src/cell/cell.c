@@ -547,21 +547,35 @@ prepare(struct cell *c)
 		    c->cfg->backend->name, res.error[0] ? res.error : strerror(-r));
 		return r;
 	}
-	if (res.n_degraded > 0 && c->cfg->profile == BACKEND_PROFILE_HARDENED) {
-		snprintf(c->reject_reason, sizeof(c->reject_reason),
-		    "%s: not enforceable by backend %s: %s (profile hardened refuses it)",
-		    res.degraded[0].item, c->cfg->backend->name, res.degraded[0].reason);
-		/* Name the others too, so one fix-and-retry round is enough. */
-		for (size_t i = 1; i < res.n_degraded; i++) {
+	/*
+	 * A default bound the host cannot enforce (is_default) never refuses a cell: its spec
+	 * declared nothing. Under portable it is a degraded event like any other item; under
+	 * hardened, whose runs carry no degraded events, only probe tells (docs/sandbox.md).
+	 */
+	bool hardened = c->cfg->profile == BACKEND_PROFILE_HARDENED;
+	size_t n_refused = 0;
+	for (size_t i = 0; hardened && i < res.n_degraded; i++) {
+		if (res.degraded[i].is_default)
+			continue;
+		if (n_refused++ == 0)
+			snprintf(c->reject_reason, sizeof(c->reject_reason),
+			    "%s: not enforceable by backend %s: %s (profile hardened refuses it)",
+			    res.degraded[i].item, c->cfg->backend->name, res.degraded[i].reason);
+		else {
+			/* Name the others too, so one fix-and-retry round is enough. */
 			size_t len = strlen(c->reject_reason);
 			snprintf(c->reject_reason + len, sizeof(c->reject_reason) - len, "; also %s",
 			    res.degraded[i].item);
 		}
+	}
+	if (n_refused > 0) {
 		c->cfg->backend->destroy(c->bc);
 		c->bc = NULL;
 		return -EPERM;
 	}
 	for (size_t i = 0; i < res.n_degraded; i++) {
+		if (hardened && res.degraded[i].is_default)
+			continue;
 		redact_text(c->bus->redactor, res.degraded[i].reason,
 		    sizeof(res.degraded[i].reason));
 		log_warn("%s: not enforced by backend %s: %s", res.degraded[i].item,

@@ -50,7 +50,13 @@ def test_the_cell_lives_in_its_own_v2_cgroup_which_is_removed(cellvisor_bin, tmp
     run_id = evs[0]["data"]["runId"]
     # Only the v2 line exists inside the simulated host, and it names the cell's leaf.
     assert p.stdout.decode().strip() == f"0::/cellvisor-t-v2only-leaf-{run_id[:8]}"
-    assert [e["type"] for e in evs] == [STARTED, COMPLETED, SUMMARY, DESTROYED]
+    # No controllers here: the default memory and pids bounds (issue 7) cannot be set, which
+    # portable (the host backend's default) records, without refusing the cell.
+    assert [e["type"] for e in evs] == [DEGRADED, DEGRADED, STARTED, COMPLETED, SUMMARY,
+                                        DESTROYED]
+    assert [e["data"]["item"] for e in evs[:2]] == ["run.limits.memoryMaxBytes",
+                                                    "run.limits.pidsMax"]
+    assert all("default bound" in e["data"]["reason"] for e in evs[:2]), evs[:2]
     assert leaf_dirs() == before
 
 
@@ -85,7 +91,11 @@ def test_limits_without_a_controller_degrade_under_portable(cellvisor_bin, tmp, 
     p, evs = run_v2only(cellvisor_bin, tmp, spec, "--profile", "portable")
     assert p.returncode == 0, p.stderr
     degraded = [e for e in evs if e["type"] == DEGRADED]
-    assert [d["data"]["item"] for d in degraded] == ["run.limits.pidsMax"]
+    # The declared pidsMax, and the default memory bound the spec left to the operator.
+    assert [d["data"]["item"] for d in degraded] == ["run.limits.memoryMaxBytes",
+                                                     "run.limits.pidsMax"]
+    assert degraded[1]["data"]["reason"] == "no pids cgroup controller on this host"
+    assert "default bound" in degraded[0]["data"]["reason"]
     assert evs.index(degraded[0]) < [e["type"] for e in evs].index(STARTED)
 
 

@@ -510,8 +510,13 @@ workload_main(const struct sb_child_config *c, const int stdio_in[3], int sync_f
 	struct rlimit core = {0, 0};
 	if (setrlimit(RLIMIT_CORE, &core) < 0)
 		fail(sync_fd, "rlimit", errno, SB_EXIT_SETUP);
-	if (c->nofile) {
-		struct rlimit nf = {c->nofile, c->nofile};
+	if (c->nproc) {
+		struct rlimit np = {c->nproc, c->nproc};
+		if (setrlimit(RLIMIT_NPROC, &np) < 0)
+			fail(sync_fd, "rlimit", errno, SB_EXIT_SETUP);
+	}
+	if (c->nofile_hard) {
+		struct rlimit nf = {c->nofile_soft, c->nofile_hard};
 		if (setrlimit(RLIMIT_NOFILE, &nf) < 0)
 			fail(sync_fd, "rlimit", errno, SB_EXIT_SETUP);
 	}

@@ -134,7 +134,10 @@ struct sb_child_config {
 	gid_t gid;
 	const char *hostname;
 	bool loopback_up;
-	uint64_t nofile; /* 0: inherited */
+	uint64_t nofile_soft, nofile_hard; /* RLIMIT_NOFILE; 0: inherited */
+	/* RLIMIT_NPROC, the cell's tasks with its init (counted per user namespace and uid);
+	 * 0: inherited */
+	uint64_t nproc;
 	bool send_mntns; /* send the cell's mount namespace fd (error 0 report) for exports */
 	const char *const *argv;
 	const char *const *envp;

@@ -69,6 +69,7 @@
 struct backend_cell {
 	const struct cell_spec *spec; /* owned by the cell, outlives this struct */
 	struct cgroup *cg;            /* NULL: contained by the pid namespace only */
+	struct backend_limits limits; /* declared, else the operator's defaults */
 	struct sb_view view;
 	uid_t uid, host_uid; /* inside the cell / on the host */
 	gid_t gid, host_gid;
@@ -185,6 +186,22 @@ copy_secrets(struct backend_cell *bc, const struct backend_prepare_args *a)
 	return 0;
 }
 
+/*
+ * RLIMIT_NPROC for the workload: its pids bound plus the cell's init, which share the cell's
+ * uid in the cell's own user namespace (the kernel counts per user namespace and uid, 5.14+).
+ * Lowered only: an unprivileged workload cannot raise its hard limit.
+ */
+static uint64_t
+cell_nproc(const struct backend_cell *bc)
+{
+	struct rlimit cur;
+	uint64_t want = bc->limits.pids_max ? bc->limits.pids_max + 1 : 0;
+	if (want && getrlimit(RLIMIT_NPROC, &cur) == 0 && cur.rlim_max != RLIM_INFINITY &&
+	    cur.rlim_max < want)
+		want = cur.rlim_max;
+	return want;
+}
+
 /* The filesystem view: what a start consumes. Findings the profile decides on go to res
  * (NULL on a restart: the first build reported them). */
 static int
@@ -198,6 +215,8 @@ build_view(struct backend_cell *bc, struct backend_prepare_result *res, char *er
 	    .degraded = res,
 	    .secret_values = (const char *const *)bc->secret_values,
 	    .secret_lengths = bc->secret_lengths,
+	    .tmpfs_size_bytes = bc->limits.tmpfs_size_bytes,
+	    .tmpfs_nr_inodes = bc->limits.tmpfs_nr_inodes,
 	};
 	return sb_view_build(&cfg, &bc->view, err, err_size);
 }
@@ -287,23 +306,18 @@ sandbox_prepare(const struct backend_prepare_args *a, struct backend_prepare_res
 		backend_degrade(res, "authority.egressRules", why);
 	}
 
-	struct cgroup_limits lim;
-	backend_cgroup_limits(s, res, &lim);
-	if (lim.pids_max)
-		lim.pids_max++; /* the cell's init is not the workload's to count */
-
-	char err[256] = "", name[128];
-	snprintf(name, sizeof(name), "cellvisor-%s", a->cell_name);
-	r = cgroup_create(name, a->cgroup_parent, &lim, err, sizeof(err), &bc->cg);
-	if (r < 0) {
-		if (lim.memory_max_bytes || lim.pids_max || lim.cpu_millicores ||
-		    a->cgroup_parent) {
-			snprintf(res->error, sizeof(res->error), "cgroup: %s", err);
-			goto fail;
-		}
-		/* The pid namespace still contains the cell: its init's exit kills it all. */
-		bc->cg = NULL;
-	} else
+	if ((r = backend_limits_for(s, &bc->limits, res->error, sizeof(res->error))) < 0)
+		goto fail;
+	/* The cell's init is not the workload's to count; RLIMIT_NPROC (child.c) bounds the
+	 * tasks of the cell's own user namespace and uid with or without a pids controller. */
+	char err[256] = "";
+	r = backend_cgroup_create(a, &bc->limits, BACKEND_CGROUP_INIT_TASK | BACKEND_CGROUP_NPROC,
+	    res, &bc->cg, err, sizeof(err));
+	if (r < 0)
+		goto fail;
+	/* Without a cgroup the pid namespace still contains the cell: its init's exit kills it
+	 * all. */
+	if (bc->cg)
 		prepare_join_fds(bc);
 
 	/* Only a privileged process may raise a hard limit: do it once, here, for the cell. */
@@ -682,7 +696,9 @@ spawn_setup(struct backend_cell *bc, const char *const *argv, const char *const 
 	    .gid = bc->gid,
 	    .hostname = s->id,
 	    .loopback_up = s->network == SPEC_NETWORK_LOOPBACK,
-	    .nofile = s->nofile,
+	    .nofile_soft = bc->limits.nofile_soft,
+	    .nofile_hard = bc->limits.nofile_hard,
+	    .nproc = cell_nproc(bc),
 	    .send_mntns = s->n_artifacts > 0,
 	    .argv = argv,
 	    .envp = envp,

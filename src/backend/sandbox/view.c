@@ -1063,6 +1063,37 @@ write_secrets(struct builder *b, int tree)
 	return 0;
 }
 
+/*
+ * size= and nr_inodes= of a tmpfs the cell can write: the configured bounds (view.h), or
+ * for its /dev, which is read-only once populated, room for its few nodes and links. An
+ * empty size: the kernel's defaults (no bound configured).
+ */
+static void
+tmpfs_bounds(const struct sb_view_config *cfg, bool dev, char size[static 32],
+    char inodes[static 32])
+{
+	size[0] = inodes[0] = '\0';
+	if (dev) {
+		snprintf(size, 32, "64k");
+		snprintf(inodes, 32, "64");
+	} else if (cfg->tmpfs_size_bytes) {
+		snprintf(size, 32, "%llu", (unsigned long long)cfg->tmpfs_size_bytes);
+		snprintf(inodes, 32, "%llu", (unsigned long long)MAX(cfg->tmpfs_nr_inodes, 64));
+	}
+}
+
+/* The secrets tmpfs: exactly room for the files (one page or more each), read-only after. */
+static void
+secrets_bounds(const struct sb_view_config *cfg, char size[static 32], char inodes[static 32])
+{
+	uint64_t bytes = 4096;
+	size_t n = cfg->spec->secret_refs.n;
+	for (size_t i = 0; i < n; i++)
+		bytes += (cfg->secret_lengths[i] + 4095) & ~(uint64_t)4095;
+	snprintf(size, 32, "%llu", (unsigned long long)bytes);
+	snprintf(inodes, 32, "%zu", n + 8);
+}
+
 static int
 realize(struct builder *b, const struct item *it)
 {
@@ -1154,9 +1185,18 @@ realize(struct builder *b, const struct item *it)
 	}
 	case ITEM_TMPFS:
 	case ITEM_DEV: {
-		const char *opts[] = {"mode", it->mode, "uid", uid, "gid", gid, NULL};
-		if (!it->workload_owned)
-			opts[2] = NULL;
+		char size[32], inodes[32];
+		tmpfs_bounds(b->cfg, it->kind == ITEM_DEV, size, inodes);
+		const char *opts[11] = {"mode", it->mode};
+		size_t n = 2;
+		if (size[0]) {
+			opts[n++] = "size", opts[n++] = size;
+			opts[n++] = "nr_inodes", opts[n++] = inodes;
+		}
+		if (it->workload_owned) {
+			opts[n++] = "uid", opts[n++] = uid;
+			opts[n++] = "gid", opts[n++] = gid;
+		}
 		if ((r = make_tmpfs("tmpfs", opts, it->attrs, &tree)) < 0)
 			return fail(b, r, "%s: %s: cannot create a tmpfs: %s", it->origin,
 			    it->target, strerror(-r));
@@ -1173,7 +1213,10 @@ realize(struct builder *b, const struct item *it)
 		break;
 	}
 	case ITEM_SECRETS: {
-		const char *opts[] = {"mode", "0500", "uid", uid, "gid", gid, NULL};
+		char size[32], inodes[32];
+		secrets_bounds(b->cfg, size, inodes);
+		const char *opts[] = {"mode", "0500", "size", size, "nr_inodes", inodes, "uid", uid,
+		    "gid", gid, NULL};
 		if ((r = make_tmpfs("tmpfs", opts,
 		         MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC, &tree)) < 0)
 			return fail(b, r, "/run/secrets: cannot create a tmpfs: %s", strerror(-r));

@@ -81,6 +81,10 @@ struct sb_view_config {
 	/* File-delivered secrets, parallel to spec->secret_refs; NULL when none. */
 	const char *const *secret_values;
 	const size_t *secret_lengths;
+	/* size= and nr_inodes= of /tmp, /dev/shm, declared tmpfs and a /run of the cell's own
+	 * (backend.h: struct backend_limits); 0: the kernel's defaults. */
+	uint64_t tmpfs_size_bytes;
+	uint64_t tmpfs_nr_inodes;
 };
 
 /*

@@ -41,6 +41,12 @@ usage_run(void)
 	       "CELLOS_BROKER,\n"
 	       "CELLOS_SECRET_FILE_<KEY>, CELLOS_CGROUP_PARENT, CELLOS_EXPORT_DIR.\n"
 	       "\n"
+	       "Default bounds of a cell whose spec.run.limits leaves them out (0 = none; a\n"
+	       "spec's explicit memoryMaxBytes/pidsMax 0 means unlimited; see 'cellvisor probe'):\n"
+	       "  CELLVISOR_DEFAULT_MEMORY_MAX  bytes, K/M/G/T suffix or N%% of RAM (default 25%%)\n"
+	       "  CELLVISOR_DEFAULT_PIDS_MAX    tasks (default 4096, at most 15%% of pid_max)\n"
+	       "  CELLVISOR_DEFAULT_NOFILE      hard RLIMIT_NOFILE, soft 1024 (default 65536)\n"
+	       "\n"
 	       "Exit status: the workload's own; 124 a timeout or the TTL stopped it; 125 the\n"
 	       "cell could not be run; 126 argv[0] not executable; 127 argv[0] not found;\n"
 	       "128+N the workload died of signal N; 130/143 cellvisor got SIGINT/SIGTERM.\n"
@@ -230,6 +236,13 @@ cmd_run(int argc, char **argv)
 	    timeout_parse_ms(env_timeout, &cfg.env_timeout_ms) < 0) {
 		log_error("CELLOS_RUN_TIMEOUT_MS: '%s' is not a number of milliseconds",
 		    env_timeout);
+		return EXIT_CANNOT;
+	}
+	/* The operator's default bounds (checked again by the backend when it prepares). */
+	struct backend_defaults defaults;
+	char derr[256];
+	if (backend_defaults_get(&defaults, derr, sizeof(derr)) < 0) {
+		log_error("%s", derr);
 		return EXIT_CANNOT;
 	}
 	/* Signed events are a contract: never write unsigned ones when signing was asked for. */

@@ -236,10 +236,8 @@ limit_settable(struct backend_prepare_result *res, uint64_t value, bool is_defau
 	else if (other_bound)
 		return false;
 	else
-		snprintf(why, sizeof(why),
-		    "the default bound %" PRIu64 " (%s) is not enforced: no %s cgroup controller "
-		    "on this host",
-		    value, env, ctl);
+		snprintf(why, sizeof(why), "the default bound %" PRIu64 " (%s) is not set: no %s "
+		    "cgroup controller on this host", value, env, ctl);
 	if (is_default)
 		backend_degrade_default(res, item, why);
 	else
@@ -285,12 +283,15 @@ backend_cgroup_create(const struct backend_prepare_args *a, const struct backend
 		 * the cell is made without the defaults, and they are reported.
 		 */
 		char why[192];
-		snprintf(why, sizeof(why), "the default bound is not enforced: %.150s", err);
 		if (mem_default) {
+			snprintf(why, sizeof(why), "the default bound %" PRIu64 " (%s) is not set: %.100s",
+			    want.memory_max_bytes, "CELLVISOR_DEFAULT_MEMORY_MAX", err);
 			backend_degrade_default(res, "run.limits.memoryMaxBytes", why);
 			want.memory_max_bytes = 0;
 		}
 		if (pids_default) {
+			snprintf(why, sizeof(why), "the default bound %" PRIu64 " (%s) is not set: %.100s",
+			    lim->pids_max, "CELLVISOR_DEFAULT_PIDS_MAX", err);
 			if (!(flags & BACKEND_CGROUP_NPROC))
 				backend_degrade_default(res, "run.limits.pidsMax", why);
 			want.pids_max = 0;

@@ -32,6 +32,9 @@ enum backend_profile {
 struct backend_caps {
 	bool cgroup_v2;     /* a v2 tree usable for tracking and cgroup.kill */
 	bool cgroup_limits; /* memory and pids limits can be set (v2 or v1) */
+	bool cgroup_memory, cgroup_pids; /* each of them */
+	bool nproc_bounds_pids; /* RLIMIT_NPROC bounds a cell's tasks without a pids cgroup */
+	bool sized_tmpfs;       /* the cell's tmpfs are sized from its memory bound */
 	bool cgroup_cpu;    /* cpu quota can be set */
 	bool namespaces;    /* new user/pid/mount/net/... namespaces */
 	bool seccomp;

@@ -52,6 +52,8 @@ host_probe(struct backend_caps *ret)
 	*ret = (struct backend_caps){
 	    .cgroup_v2 = l.v2 && w,
 	    .cgroup_limits = w && cgroup_can_limit_memory(&l) && cgroup_can_limit_pids(&l),
+	    .cgroup_memory = w && cgroup_can_limit_memory(&l),
+	    .cgroup_pids = w && cgroup_can_limit_pids(&l),
 	    .cgroup_cpu = w && cgroup_can_limit_cpu(&l),
 	};
 	snprintf(ret->containment, sizeof(ret->containment), "%s",

@@ -116,6 +116,10 @@ sandbox_probe(struct backend_caps *ret)
 	*ret = (struct backend_caps){
 	    .cgroup_v2 = l.v2 && w,
 	    .cgroup_limits = w && cgroup_can_limit_memory(&l) && cgroup_can_limit_pids(&l),
+	    .cgroup_memory = w && cgroup_can_limit_memory(&l),
+	    .cgroup_pids = w && cgroup_can_limit_pids(&l),
+	    .nproc_bounds_pids = true,
+	    .sized_tmpfs = true,
 	    .cgroup_cpu = w && cgroup_can_limit_cpu(&l),
 	    .landlock_abi = sb_landlock_abi(),
 	};

@@ -19,6 +19,7 @@ import pytest
 
 from conftest import (COMPLETED, DEGRADED, REJECTED, STARTED, cell_cgroups, make_env,
                       procs_with_marker)
+from test_sandbox_limits import FORK_BOMB  # forks until 20 are refused; prints both counts
 
 PY = "/usr/bin/python3"
 SB = ("--backend", "sandbox")
@@ -148,26 +149,6 @@ def test_operator_zero_turns_a_default_off(run_cell, base_spec):
     assert line.split()[2:4] == [str(v) if v >= 0 else "unlimited" for v in mine], line
 
 
-FORK_BOMB = r"""
-import os, sys, time
-marker = sys.argv[1]
-children, refused = 0, 0
-for _ in range(300):
-    try:
-        pid = os.fork()
-    except OSError:
-        refused += 1
-        if refused >= 10:
-            break
-        continue
-    if pid == 0:
-        try:
-            os.execv("/bin/sleep", ["sleep", marker])
-        finally:
-            os._exit(1)
-    children += 1
-print(children, refused, flush=True)
-"""
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -178,7 +159,7 @@ def test_a_fork_bomb_without_pids_max_is_bounded(run_cell, base_spec, marker, ba
     assert res.rc == 0, res
     children, refused = map(int, res.stdout.split())
     # 40 tasks: python and at most 39 children; the rest refused.
-    assert children <= 39 and refused >= 10, res
+    assert children <= 39 and refused >= 20, res
     assert procs_with_marker(marker) == []
 
 
@@ -334,7 +315,7 @@ def test_without_a_pids_controller_the_sandbox_still_bounds_a_fork_bomb(cellviso
                        capture_output=True, timeout=60)
     assert p.returncode == 0, p
     children, refused = map(int, p.stdout.split())
-    assert children <= 39 and refused >= 10, p  # RLIMIT_NPROC: 40 tasks and init
+    assert children <= 39 and refused >= 20, p  # RLIMIT_NPROC: 40 tasks and init
     evs = [json.loads(l) for l in events.read_text().splitlines()]
     # hardened (the sandbox's default): not refused, and no degraded event.
     assert DEGRADED not in [e["type"] for e in evs] and REJECTED not in [e["type"] for e in evs]

@@ -223,8 +223,8 @@ backend_limits_for(const struct cell_spec *s, struct backend_limits *ret, char *
 
 /* Add what this host cannot enforce of one limit to res; true when it can be set. */
 static bool
-limit_settable(struct backend_prepare_result *res, uint64_t value, bool is_default,
-    bool controller, bool other_bound, const char *item, const char *env, const char *ctl)
+limit_settable(struct backend_prepare_result *res, uint64_t value, bool is_default, bool controller,
+    bool other_bound, const char *item, const char *env, const char *ctl)
 {
 	char why[192];
 	if (!value)
@@ -236,8 +236,10 @@ limit_settable(struct backend_prepare_result *res, uint64_t value, bool is_defau
 	else if (other_bound)
 		return false;
 	else
-		snprintf(why, sizeof(why), "the default bound %" PRIu64 " (%s) is not set: no %s "
-		    "cgroup controller on this host", value, env, ctl);
+		snprintf(why, sizeof(why),
+		    "the default bound %" PRIu64 " (%s) is not set: no %s "
+		    "cgroup controller on this host",
+		    value, env, ctl);
 	if (is_default)
 		backend_degrade_default(res, item, why);
 	else
@@ -284,14 +286,16 @@ backend_cgroup_create(const struct backend_prepare_args *a, const struct backend
 		 */
 		char why[192];
 		if (mem_default) {
-			snprintf(why, sizeof(why), "the default bound %" PRIu64 " (%s) is not set: %.100s",
+			snprintf(why, sizeof(why),
+			    "the default bound %" PRIu64 " (%s) is not set: %.100s",
 			    want.memory_max_bytes, "CELLVISOR_DEFAULT_MEMORY_MAX", err);
 			backend_degrade_default(res, "run.limits.memoryMaxBytes", why);
 			want.memory_max_bytes = 0;
 		}
 		if (pids_default) {
-			snprintf(why, sizeof(why), "the default bound %" PRIu64 " (%s) is not set: %.100s",
-			    lim->pids_max, "CELLVISOR_DEFAULT_PIDS_MAX", err);
+			snprintf(why, sizeof(why),
+			    "the default bound %" PRIu64 " (%s) is not set: %.100s", lim->pids_max,
+			    "CELLVISOR_DEFAULT_PIDS_MAX", err);
 			if (!(flags & BACKEND_CGROUP_NPROC))
 				backend_degrade_default(res, "run.limits.pidsMax", why);
 			want.pids_max = 0;

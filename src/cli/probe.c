@@ -48,8 +48,8 @@ pids_enforced_by(const struct backend_caps *caps)
 }
 
 static void
-print_bound(const char *what, uint64_t value, const char *env, bool from_env,
-    const char *builtin, bool mib, const char *enforced_by)
+print_bound(const char *what, uint64_t value, const char *env, bool from_env, const char *builtin,
+    bool mib, const char *enforced_by)
 {
 	char v[64];
 	if (!value) {
@@ -75,8 +75,9 @@ static uint64_t
 open_files_bound(const struct backend_caps *caps, const struct backend_limits *l)
 {
 	uint64_t by_memory = caps->cgroup_memory ? l->memory_max_bytes / PROBE_FILE_BYTES : 0;
-	uint64_t by_rlimits = l->pids_max && pids_enforced_by(caps)[0] && l->nofile_hard ?
-	    l->pids_max * l->nofile_hard : 0;
+	uint64_t by_rlimits = l->pids_max && pids_enforced_by(caps)[0] && l->nofile_hard
+	    ? l->pids_max * l->nofile_hard
+	    : 0;
 	if (by_memory && by_rlimits)
 		return MIN(by_memory, by_rlimits);
 	return by_memory ? by_memory : by_rlimits;
@@ -117,7 +118,8 @@ print_defaults(const struct backend_caps *caps, const struct backend_limits *l)
 		    "tmpfs size", l->tmpfs_size_bytes >> 20, l->tmpfs_nr_inodes);
 	uint64_t files = open_files_bound(caps, l), fmax = file_max();
 	if (!files)
-		printf("  %-16s not bounded per cell; fs.file-max %" PRIu64 "\n", "open files", fmax);
+		printf("  %-16s not bounded per cell; fs.file-max %" PRIu64 "\n", "open files",
+		    fmax);
 	else
 		printf("  %-16s at most %" PRIu64 " per cell; fs.file-max %" PRIu64 "%s\n",
 		    "open files", files, fmax,
@@ -134,8 +136,10 @@ defaults_json(const struct backend_caps *caps, const struct backend_limits *l)
 	    (json_int_t)l->nofile_soft, "nofileHard", (json_int_t)l->nofile_hard, "openFilesMax",
 	    (json_int_t)open_files_bound(caps, l), "fileMax", (json_int_t)file_max());
 	if (o && caps->sized_tmpfs) {
-		json_object_set_new(o, "tmpfsSizeBytes", json_integer((json_int_t)l->tmpfs_size_bytes));
-		json_object_set_new(o, "tmpfsNrInodes", json_integer((json_int_t)l->tmpfs_nr_inodes));
+		json_object_set_new(o, "tmpfsSizeBytes",
+		    json_integer((json_int_t)l->tmpfs_size_bytes));
+		json_object_set_new(o, "tmpfsNrInodes",
+		    json_integer((json_int_t)l->tmpfs_nr_inodes));
 	}
 	return o;
 }

@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <grp.h>
 #include <sched.h>
 #include <signal.h>
@@ -181,16 +182,31 @@ spawn_open_as(uid_t uid, gid_t gid, int dirfd, const char *path, const struct op
 	    .msg_iovlen = 1,
 	    .msg_control = cbuf,
 	    .msg_controllen = sizeof(cbuf)};
-	ssize_t n;
+	/*
+	 * Bounded: the child runs as uid, whose owner may stop it (SIGSTOP) before it answers.
+	 * Past SPAWN_OPEN_AS_TIMEOUT_MS it is killed (SIGKILL ends a stopped process too).
+	 */
+	ssize_t n = -1;
+	struct pollfd pfd = {.fd = parent_end, .events = POLLIN};
+	int k;
 	do
-		n = recvmsg(parent_end, &msg, MSG_CMSG_CLOEXEC);
-	while (n < 0 && errno == EINTR);
+		k = poll(&pfd, 1, SPAWN_OPEN_AS_TIMEOUT_MS);
+	while (k < 0 && errno == EINTR);
+	if (k > 0)
+		do
+			n = recvmsg(parent_end, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+		while (n < 0 && errno == EINTR);
+	if (k == 0)
+		result = ETIMEDOUT;
 	if (n == (ssize_t)sizeof(result)) {
 		for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm))
 			if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS)
 				memcpy(&fd, CMSG_DATA(cm), sizeof(int));
-	} else
+	} else if (result != ETIMEDOUT)
 		result = EIO;
+	/* Ours and not yet collected, so the pid is still its: it may be stopped before its
+	 * answer or its _exit(), and waitpid() must not wait for that. */
+	(void)kill(pid, SIGKILL);
 	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
 		;
 	if (fd >= 0 && result == 0) {

@@ -47,6 +47,10 @@ struct open_how;
 int spawn_open_as(uid_t uid, gid_t gid, int dirfd, const char *path, const struct open_how *how,
     int *ret_fd);
 
+/* How long spawn_open_as() waits for its child (which uid's owner could stop) before killing
+ * it: the open then fails with ETIMEDOUT. */
+#define SPAWN_OPEN_AS_TIMEOUT_MS 5000
+
 /* In the child: report a failed step and _exit(127). Async-signal-safe. */
 _Noreturn void spawn_child_fail(int errfd, const char *step, int error);
 

@@ -642,6 +642,53 @@ broken:
 	_exit(SB_EXIT_SETUP);
 }
 
+/*
+ * /proc/<init>/cmdline, world-readable, would show the runner's argv (the spec's and the
+ * events file's paths: our memory is a copy of the runner's). Overwrite that area in our
+ * copy with SB_CHILD_INIT_NAME and zeros: a last byte of zero keeps the kernel to exactly
+ * [arg_start, arg_end) (fields 48 and 49 of /proc/self/stat). No privilege is needed, where
+ * PR_SET_MM_ARG_START would need CAP_SYS_RESOURCE in the host's user namespace. Best
+ * effort, raw system calls only.
+ */
+static void
+name_init(void)
+{
+	char buf[1024];
+	int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return;
+	buf[n] = '\0';
+	char *p = strrchr(buf, ')');
+	if (!p)
+		return;
+	/* After ") " comes field 3; arg_start is field 48, arg_end 49. */
+	unsigned long field[2] = {0, 0};
+	int k = 3;
+	for (p++; *p && k <= 49; k++) {
+		while (*p == ' ')
+			p++;
+		unsigned long v = 0;
+		while (*p >= '0' && *p <= '9')
+			v = v * 10 + (unsigned long)(*p++ - '0');
+		if (k >= 48)
+			field[k - 48] = v;
+		while (*p && *p != ' ')
+			p++;
+	}
+	unsigned long start = field[0], end = field[1];
+	if (k <= 49 || start == 0 || end <= start || end - start > (1UL << 20))
+		return;
+	size_t len = end - start;
+	char *area = (char *)start;
+	memset(area, 0, len);
+	size_t name_len = MIN(strlen(SB_CHILD_INIT_NAME), len - 1);
+	memcpy(area, SB_CHILD_INIT_NAME, name_len);
+}
+
 void
 sb_child_main(const struct sb_child_config *c)
 {
@@ -670,7 +717,8 @@ sb_child_main(const struct sb_child_config *c)
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
 		fail(sync_fd, "pdeathsig", errno, SB_EXIT_SETUP);
 	/* What ps and /proc/1/comm show, in the cell and on the host (15 characters at most). */
-	(void)prctl(PR_SET_NAME, (unsigned long)"cellvisor-init", 0, 0, 0);
+	(void)prctl(PR_SET_NAME, (unsigned long)SB_CHILD_INIT_NAME, 0, 0, 0);
+	name_init();
 
 	/* Into the v1 hierarchies first, before this process charges memory anywhere. */
 	for (size_t i = 0; i < c->n_cgroup_fds; i++)

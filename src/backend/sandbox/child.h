@@ -7,7 +7,8 @@
  * the child only reads them. The sequence is:
  *
  *   setup (PID 1, still privileged in its own user namespace)
- *     block signals, PR_SET_DUMPABLE 0, PR_SET_PDEATHSIG, named "cellvisor-init", join the
+ *     block signals, PR_SET_DUMPABLE 0, PR_SET_PDEATHSIG, named "cellvisor-init" (comm and
+ *     cmdline: the runner's argv, which its memory holds, is overwritten), join the
  *     v1 cgroups, create the mount, network, UTS, IPC and cgroup namespaces (clone3 made
  *     only the user and pid ones: the network namespace is the expensive one, and the
  *     runner meanwhile writes the id maps and builds the view and the landlock ruleset),
@@ -51,6 +52,9 @@
 #include "base/macro.h"
 
 #define SB_CHILD_MAX_CGROUP_FDS 8
+
+/* init's name: its comm (PR_SET_NAME) and its whole /proc/<pid>/cmdline. */
+#define SB_CHILD_INIT_NAME "cellvisor-init"
 
 /* At most this many fds per "go" message (the kernel takes SCM_MAX_FD, 253). */
 #define SB_CHILD_GO_FDS_PER_MSG 250

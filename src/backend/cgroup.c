@@ -75,6 +75,16 @@ struct cgroup {
 #define CGROUP_STALE_MAX       8
 #define CGROUP_STALE_BUDGET_MS 100
 
+/*
+ * A cell's directories are 0711: only their owner (the runner) may list them or open them,
+ * hence flock() them (flock needs an fd on the directory itself, which no O_PATH fd gives),
+ * so no other user can hold a live cell's lock or a dead one's. The files inside keep the
+ * kernel's modes: the workload (run.user) still reads its own limits by name, as
+ * container-aware runtimes do (memory.max, pids.max), and cgroup.procs stays writable by
+ * root only.
+ */
+#define CGROUP_CELL_MODE 0711
+
 /* How deep sub-cgroups of a cell are followed when signalling and removing. */
 #define CGROUP_MAX_DEPTH 16
 
@@ -273,14 +283,17 @@ dir_create(struct cgroup_dir *d, const char *root, const char *base, const char 
 		base = "";
 	snprintf(rel, sizeof(rel), "%s/%s", base, name);
 	snprintf(path, sizeof(path), "%s%s", root, rel);
-	if (mkdir(path, 0755) < 0)
+	if (mkdir(path, CGROUP_CELL_MODE) < 0)
 		return -errno;
 	d->path = strdup(path);
 	d->rel = strdup(rel);
 	if (!d->path || !d->rel)
 		return -ENOMEM;
-	d->dirfd = open(path, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+	d->dirfd = open(path, O_DIRECTORY | O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (d->dirfd < 0)
+		return -errno;
+	/* Exactly that mode, whatever the umask: only we may open (and so flock) it. */
+	if (fchmod(d->dirfd, CGROUP_CELL_MODE) < 0)
 		return -errno;
 	d->procs_fd = openat(d->dirfd, "cgroup.procs", O_WRONLY | O_CLOEXEC);
 	if (d->procs_fd < 0)
@@ -632,10 +645,19 @@ cgroup_create(const char *name, const char *parent, const struct cgroup_limits *
 	r = apply_limits(cg, &l, limits, err, err_size);
 	if (r < 0)
 		goto fail;
-	/* Held until the fd closes (cgroup_destroy(), or the runner's death): "in use". Only a
-	 * locked cell is marked as cellvisor's: an unmarked one is never collected. */
-	if (flock(cg->v2.path ? cg->v2.dirfd : cg->v1[V1_PIDS].dirfd, LOCK_EX | LOCK_NB) == 0)
-		mark_cell(cg);
+	/*
+	 * Marked as cellvisor's first (an unmarked cell is never collected), then locked until
+	 * the fd closes (cgroup_destroy(), or the runner's death): "in use". Nobody else can
+	 * open the directory (CGROUP_CELL_MODE), and a marked cell younger than
+	 * CGROUP_STALE_MIN_AGE_S is never collected, so the lock cannot be taken first.
+	 */
+	mark_cell(cg);
+	if (flock(cg->v2.path ? cg->v2.dirfd : cg->v1[V1_PIDS].dirfd, LOCK_EX | LOCK_NB) < 0) {
+		r = -errno;
+		snprintf(err, err_size, "cannot lock cgroup %s: %s", cgroup_path(cg),
+		    strerror(-r));
+		goto fail;
+	}
 	cg->name = strdup(name);
 	cg->parent = parent ? strdup(parent) : NULL;
 	if (!cg->name || (parent && !cg->parent)) {

@@ -4,7 +4,8 @@
  *
  * cgroup_create() makes a leaf named after the cell under the runner's own cgroup (or under
  * CELLOS_CGROUP_PARENT) in the v2 tree, and in each v1 hierarchy that holds a controller a
- * limit needs (memory, pids, cpu) when v2 lacks it. Limits are written before any process
+ * limit needs (memory, pids, cpu) when v2 lacks it, each of mode 0711 (only the runner may
+ * open, hence lock, it), marked, then locked. Limits are written before any process
  * joins. A process joins by writing "0" to the fds from cgroup_join_fds() (async-signal-safe,
  * done by the child itself before exec) or through clone3(CLONE_INTO_CGROUP) with
  * cgroup_v2_dirfd(). Kill uses cgroup.kill where the kernel has it, else a signal to every

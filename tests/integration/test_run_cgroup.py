@@ -176,3 +176,39 @@ def test_cgroup_parent_is_honoured(run_cell, base_spec, cgroup_parent):
     for _, path, d in dirs:
         assert path == f"{cgroup_parent}/{leaf}", path
         assert not os.path.exists(d), d
+
+
+DIR_MODES = (
+    "import os\n"
+    "for line in open('/proc/self/cgroup'):\n"
+    "    _, ctrls, path = line.rstrip('\\n').split(':', 2)\n"
+    "    if not path.rsplit('/', 1)[-1].startswith('cellvisor-'):\n"
+    "        continue\n"
+    "    root = '/sys/fs/cgroup/' + ctrls if ctrls else\\\n"
+    "        ('/sys/fs/cgroup/unified' if os.path.isdir('/sys/fs/cgroup/unified') else\n"
+    "         '/sys/fs/cgroup')\n"
+    "    st = os.stat(root + path)\n"
+    "    print(ctrls or 'v2', oct(st.st_mode & 0o7777), st.st_uid)\n"
+)
+
+
+def test_cell_directories_are_the_runners_and_closed_to_others(run_cell, base_spec):
+    """0711, owned by the runner: no other user can open one (to flock it: see
+    test_run_stale.py), while the files inside keep the kernel's modes."""
+    spec = base_spec(id="t-cgmode", argv=[PY, "-I", "-S", "-c", DIR_MODES],
+                     limits={"memoryMaxBytes": 64 << 20, "pidsMax": 64})
+    res = run_cell(spec)
+    assert res.rc == 0, res
+    rows = [line.split() for line in res.stdout.decode().splitlines()]
+    assert rows, res
+    for kind, mode, uid in rows:
+        assert (mode, uid) == ("0o711", "0"), (kind, mode, uid)
+
+
+def test_a_run_user_workload_still_reads_its_own_limits(run_cell, base_spec):
+    """Container-aware runtimes read memory.max by name: 0711 keeps that working."""
+    spec = base_spec(id="t-cglimit-user", argv=[PY, "-I", "-S", "-c", MEMORY_LIMIT_PROBE],
+                     limits={"memoryMaxBytes": 64 * 1024 * 1024}, user="64123")
+    res = run_cell(spec)
+    assert res.rc == 0, res
+    assert str(64 * 1024 * 1024) in res.stdout.decode().split(), res

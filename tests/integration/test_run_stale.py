@@ -102,3 +102,50 @@ def test_a_cgroup_that_only_looks_like_a_cell_is_left_alone(run_cell, base_spec,
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+LOCAL_UID = 64123  # no account: a local user other than the runner's
+HOLD_LOCK = (
+    "import fcntl, os, sys, time\n"
+    "try:\n"
+    "    fd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)\n"
+    "    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+    "except OSError as e:\n"
+    "    print('refused', e.errno, flush=True)\n"
+    "else:\n"
+    "    print('held', flush=True)\n"
+    "time.sleep(60)\n"
+)
+
+
+def test_another_user_cannot_lock_a_cell_to_keep_it_from_collection(start_cell, run_cell,
+                                                                    base_spec, marker,
+                                                                    parent_env):
+    """Cell directories are 0711, the runner's: another user cannot open one, so cannot
+    flock() it to make a live cell look foreign or keep a dead runner's cell alive."""
+    env, _ = parent_env
+    cell_id = "t-stale-userlock"
+    argv = ["/bin/sh", "-c", f'sleep 300 "{marker}" & exec sleep 300 "{marker}"']
+    victim = start_cell(base_spec(id=cell_id, argv=argv), env=env)
+    victim.wait_started()
+    assert wait_for(lambda: len(procs_with_marker(marker)) == 2), procs_with_marker(marker)
+    (cell_dir,) = [d for d in cell_cgroups(cell_id) if d.startswith(V2)]
+    os.kill(victim.proc.pid, signal.SIGKILL)  # the runner crashes
+    victim.proc.wait()
+    holder = subprocess.Popen(
+        ["setpriv", "--reuid", str(LOCAL_UID), "--regid", str(LOCAL_UID), "--clear-groups",
+         "/usr/bin/python3", "-I", "-c", HOLD_LOCK, cell_dir],
+        stdout=subprocess.PIPE, text=True, cwd="/")
+    try:
+        said = holder.stdout.readline().strip()
+        time.sleep(STALE_AGE_S)
+        res = run_cell(base_spec(id="t-stale-next2"), env=env)
+        assert res.rc == 0, res
+        assert f"cellvisor-{cell_id}-" in res.stderr and "left by a cellvisor that is gone" \
+            in res.stderr, (said, res)
+        assert cell_cgroups(cell_id) == []
+        assert wait_for(lambda: procs_with_marker(marker) == []), procs_with_marker(marker)
+        assert said == "refused 13", said  # EACCES: the directory is not the user's to open
+    finally:
+        holder.kill()
+        holder.wait()

@@ -259,7 +259,7 @@ backend_cgroup_create(const struct backend_prepare_args *a, const struct backend
 	char name[128];
 	int r;
 
-	cgroup_probe(&l);
+	cgroup_probe_under(a->cgroup_parent, &l);
 	if (limit_settable(res, lim->memory_max_bytes, lim->memory_is_default,
 	        cgroup_can_limit_memory(&l), false, "run.limits.memoryMaxBytes",
 	        "CELLVISOR_DEFAULT_MEMORY_MAX", "memory")) {
@@ -312,6 +312,17 @@ backend_cgroup_create(const struct backend_prepare_args *a, const struct backend
 		}
 	}
 	return 0;
+}
+
+void
+backend_cgroup_parent_check(const char *parent, struct backend_prepare_result *res)
+{
+	char why[1500] = "", reason[sizeof(res->degraded[0].reason)];
+	if (!parent || cgroup_parent_foreign(parent, why, sizeof(why)) <= 0)
+		return;
+	snprintf(reason, sizeof(reason), "%s: that user can move the cell's processes out and kill them",
+	    why);
+	backend_degrade(res, "cgroupParent", reason);
 }
 
 void

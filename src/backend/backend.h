@@ -202,6 +202,14 @@ struct backend_limits {
 int backend_limits_for(const struct cell_spec *spec, struct backend_limits *ret, char *err,
     size_t err_size);
 
+/*
+ * A cgroup parent (CELLOS_CGROUP_PARENT, --cgroup-parent) that another uid than the runner's
+ * and root may write (it, an ancestor, or their cgroup.procs / cgroup.kill / ... files):
+ * that user can move the cell's processes out of it and kill or freeze them. Recorded as the
+ * degraded item "cgroupParent" (refused under hardened). parent may be NULL.
+ */
+void backend_cgroup_parent_check(const char *parent, struct backend_prepare_result *res);
+
 struct cgroup;
 
 /* backend_cgroup_create() flags. */

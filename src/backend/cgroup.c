@@ -88,8 +88,10 @@ struct cgroup {
 /* How deep sub-cgroups of a cell are followed when signalling and removing. */
 #define CGROUP_MAX_DEPTH 16
 
-static struct cgroup_layout cached;
+static struct cgroup_layout cached; /* probe_mounts() */
 static bool cached_valid;
+static struct cgroup_layout cached_self; /* cgroup_probe_under(NULL) */
+static bool cached_self_valid;
 static char self_v2[512];
 static char self_v1[_V1_MAX][512];
 
@@ -148,13 +150,12 @@ controller_listed(const char *list, const char *name)
 	return false;
 }
 
-int
-cgroup_probe(struct cgroup_layout *ret)
+/* What the mounts offer, and our own cgroup paths: the same for the whole process. */
+static void
+probe_mounts(void)
 {
-	if (cached_valid) {
-		*ret = cached;
-		return 0;
-	}
+	if (cached_valid)
+		return;
 	struct cgroup_layout l = {0};
 	read_self_paths();
 
@@ -162,21 +163,6 @@ cgroup_probe(struct cgroup_layout *ret)
 		snprintf(l.v2_root, sizeof(l.v2_root), "/sys/fs/cgroup");
 	else if (is_cgroupfs("/sys/fs/cgroup/unified", CGROUP2_SUPER_MAGIC))
 		snprintf(l.v2_root, sizeof(l.v2_root), "/sys/fs/cgroup/unified");
-	if (l.v2_root[0]) {
-		char dir[1024];
-		snprintf(dir, sizeof(dir), "%s%s", l.v2_root, self_v2);
-		l.v2 = access(dir, W_OK) == 0;
-		if (l.v2) {
-			char f[1100], list[512];
-			/* Controllers our children could get: those our own cgroup has. */
-			snprintf(f, sizeof(f), "%s/cgroup.controllers", dir);
-			if (fd_read_file_at(AT_FDCWD, f, list, sizeof(list)) > 0) {
-				l.v2_memory = controller_listed(list, "memory");
-				l.v2_pids = controller_listed(list, "pids");
-				l.v2_cpu = controller_listed(list, "cpu");
-			}
-		}
-	}
 	for (int i = 0; i < _V1_MAX; i++) {
 		char p[600];
 		snprintf(p, sizeof(p), "/sys/fs/cgroup/%s", v1_names[i]);
@@ -191,8 +177,85 @@ cgroup_probe(struct cgroup_layout *ret)
 	l.v1_freezer = is_cgroupfs("/sys/fs/cgroup/freezer", CGROUP_SUPER_MAGIC);
 	cached = l;
 	cached_valid = true;
+}
+
+static const char *cgroup_parent_relative(const char *parent);
+
+/* A parent as cgroup_create() takes it, as a path relative to each hierarchy's root, or
+ * NULL when it is not one. */
+static const char *
+parent_base(const char *parent)
+{
+	parent = cgroup_parent_relative(parent);
+	if (parent[0] != '/' || strstr(parent, "..") || strlen(parent) > 400)
+		return NULL;
+	return parent;
+}
+
+/*
+ * Whether a process in our cgroup (self) may be moved into a cell under base: v2 asks for
+ * write access to the cgroup.procs of the nearest common ancestor of the two (a delegated
+ * subtree is usable only from inside it, unless we are root).
+ */
+static bool
+can_move_into(const char *root, const char *self, const char *base)
+{
+	size_t common = 0;
+	for (size_t i = 0;; i++) {
+		bool end_s = self[i] == '\0' || self[i] == '/';
+		bool end_b = base[i] == '\0' || base[i] == '/';
+		if (end_s && end_b)
+			common = i; /* both have a whole component up to here */
+		if (self[i] != base[i] || self[i] == '\0')
+			break;
+	}
+	char f[1400];
+	snprintf(f, sizeof(f), "%s%.*s/cgroup.procs", root, (int)common, base);
+	return faccessat(AT_FDCWD, f, W_OK, AT_EACCESS) == 0;
+}
+
+int
+cgroup_probe_under(const char *parent, struct cgroup_layout *ret)
+{
+	probe_mounts();
+	if (!parent && cached_self_valid) {
+		*ret = cached_self;
+		return 0;
+	}
+	struct cgroup_layout l = cached;
+	const char *base = parent ? parent_base(parent) : self_v2;
+	if (l.v2_root[0] && base) {
+		/*
+		 * The v2 tree is usable where cells are made: under the parent when one is given
+		 * (a delegated subtree), else under our own cgroup. Likewise the controllers a
+		 * cell can get are those that base has.
+		 */
+		char dir[1024];
+		snprintf(dir, sizeof(dir), "%s%s", l.v2_root, strcmp(base, "/") == 0 ? "" : base);
+		l.v2 = faccessat(AT_FDCWD, dir, W_OK, AT_EACCESS) == 0 &&
+		    can_move_into(l.v2_root, self_v2, base);
+		if (l.v2) {
+			char f[1100], list[512];
+			snprintf(f, sizeof(f), "%s/cgroup.controllers", dir);
+			if (fd_read_file_at(AT_FDCWD, f, list, sizeof(list)) > 0) {
+				l.v2_memory = controller_listed(list, "memory");
+				l.v2_pids = controller_listed(list, "pids");
+				l.v2_cpu = controller_listed(list, "cpu");
+			}
+		}
+	}
+	if (!parent) {
+		cached_self = l;
+		cached_self_valid = true;
+	}
 	*ret = l;
 	return 0;
+}
+
+int
+cgroup_probe(struct cgroup_layout *ret)
+{
+	return cgroup_probe_under(NULL, ret);
 }
 
 const char *
@@ -210,8 +273,6 @@ cgroup_layout_describe(const struct cgroup_layout *l)
 	return "none (process group)";
 }
 
-static const char *cgroup_parent_relative(const char *parent);
-
 /* Whether the caller may create cgroups under base (parent, or its own) in hierarchy dir. */
 static bool
 writable_under(const char *root, const char *parent, const char *self)
@@ -223,7 +284,7 @@ writable_under(const char *root, const char *parent, const char *self)
 }
 
 bool
-cgroup_writable(const struct cgroup_layout *l, const char *parent)
+cgroup_writable(const struct cgroup_layout *l, const char *parent, bool with_limits)
 {
 	if (parent)
 		parent = cgroup_parent_relative(parent);
@@ -231,10 +292,11 @@ cgroup_writable(const struct cgroup_layout *l, const char *parent)
 		return false;
 	if (l->v2 && !writable_under(l->v2_root, parent, self_v2))
 		return false;
-	/* Limits without v2 controllers live in the v1 hierarchies (hybrid, v1-only). */
+	/* Limits without v2 controllers live in the v1 hierarchies (hybrid, v1-only); without
+	 * v2, the v1 pids hierarchy tracks membership. */
 	const bool v1[_V1_MAX] = {
-	    [V1_MEMORY] = l->v1_memory && !l->v2_memory,
-	    [V1_PIDS] = l->v1_pids && (!l->v2_pids || !l->v2),
+	    [V1_MEMORY] = with_limits && l->v1_memory && !l->v2_memory,
+	    [V1_PIDS] = l->v1_pids && (with_limits ? !l->v2_pids || !l->v2 : !l->v2),
 	    [V1_CPU] = false,
 	};
 	for (int i = 0; i < _V1_MAX; i++) {
@@ -507,6 +569,69 @@ cgroup_parent_relative(const char *parent)
 	return rest[0] ? rest : "/";
 }
 
+/*
+ * Whether dirfd's directory, or one of the files of it through which processes are moved,
+ * killed or frozen, may be written by someone other than us or root. Fills why.
+ */
+static bool
+dir_foreign(int dirfd, const char *path, uid_t self, char *why, size_t why_size)
+{
+	static const char *const files[] = {".", "cgroup.procs", "cgroup.threads", "cgroup.kill",
+	    "cgroup.freeze", "cgroup.subtree_control", "tasks", NULL};
+	for (size_t i = 0; files[i]; i++) {
+		struct stat st;
+		if (fstatat(dirfd, files[i], &st, AT_SYMLINK_NOFOLLOW) < 0)
+			continue;
+		const char *what = strcmp(files[i], ".") == 0 ? "" : files[i];
+		if (st.st_uid != self && st.st_uid != 0) {
+			snprintf(why, why_size, "%s%s%s is owned by uid %u, not by the runner (uid %u) "
+			    "or root",
+			    path, *what ? "/" : "", what, (unsigned)st.st_uid, (unsigned)self);
+			return true;
+		}
+		if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+			snprintf(why, why_size, "%s%s%s is writable by group %u or others (mode %04o)",
+			    path, *what ? "/" : "", what, (unsigned)st.st_gid,
+			    (unsigned)(st.st_mode & 07777));
+			return true;
+		}
+	}
+	return false;
+}
+
+int
+cgroup_parent_foreign(const char *parent, char *why, size_t why_size)
+{
+	probe_mounts();
+	const char *base = parent_base(parent);
+	if (!base)
+		return 0; /* cgroup_create() refuses it */
+	char roots[1 + _V1_MAX][64];
+	size_t n = 0;
+	if (cached.v2_root[0])
+		snprintf(roots[n++], sizeof(roots[0]), "%s", cached.v2_root);
+	for (int i = 0; i < _V1_MAX; i++)
+		if ((i == V1_MEMORY && cached.v1_memory) || (i == V1_PIDS && cached.v1_pids) ||
+		    (i == V1_CPU && cached.v1_cpu))
+			snprintf(roots[n++], sizeof(roots[0]), "/sys/fs/cgroup/%s", v1_names[i]);
+	uid_t self = geteuid();
+	for (size_t i = 0; i < n; i++) {
+		/* The parent and each of its ancestors below the hierarchy's root: whoever may
+		 * write one of them may move the cell's processes out or kill them all. */
+		char path[1400];
+		snprintf(path, sizeof(path), "%s%s", roots[i], strcmp(base, "/") == 0 ? "" : base);
+		size_t root_len = strlen(roots[i]);
+		while (strlen(path) > root_len) {
+			_cleanup_close_ int fd =
+			    open(path, O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+			if (fd >= 0 && dir_foreign(fd, path, self, why, why_size))
+				return 1;
+			*strrchr(path, '/') = '\0';
+		}
+	}
+	return 0;
+}
+
 /* Write CGROUP_CELL_XATTR on every directory of the cell (best effort: without it, the
  * cell is just never collected should its runner die). */
 static void
@@ -541,7 +666,7 @@ cgroup_create(const char *name, const char *parent, const struct cgroup_limits *
 	struct cgroup *cg;
 	int r;
 
-	cgroup_probe(&l);
+	cgroup_probe_under(parent, &l);
 	if (parent)
 		parent = cgroup_parent_relative(parent);
 	if (parent && (parent[0] != '/' || strstr(parent, "..") || strlen(parent) > 400)) {

@@ -35,19 +35,36 @@ struct cgroup_layout {
 
 struct cgroup;
 
-/* What this host offers; cached after the first call. */
+/*
+ * What this host offers for cells made under parent (as cgroup_create() takes it; NULL: our
+ * own cgroup): v2 counts as usable when that base is writable, and the v2 controllers are
+ * those it has. The mounts are looked at once per process.
+ */
+int cgroup_probe_under(const char *parent, struct cgroup_layout *ret);
+
+/* cgroup_probe_under(NULL, ret); cached after the first call. */
 int cgroup_probe(struct cgroup_layout *ret);
+
+/*
+ * 1 when parent (as for cgroup_create()), or one of its ancestors, in any hierarchy, may be
+ * written by a uid other than ours and root: its directory or one of its cgroup.procs,
+ * cgroup.threads, cgroup.kill, cgroup.freeze, cgroup.subtree_control, tasks files is owned
+ * by another uid or writable by group or others. Such a user can move the cell's processes
+ * out of it, kill or freeze them. why says which and whose. 0 otherwise.
+ */
+int cgroup_parent_foreign(const char *parent, char *why, size_t why_size);
 
 /* A short human description: "cgroup v2", "cgroup v1 limits + v2 tracking (hybrid)", ... */
 const char *cgroup_layout_describe(const struct cgroup_layout *l);
 
 /*
  * Whether the caller may create cell cgroups under parent (NULL: its own cgroup; a path or
- * /sys/fs/cgroup/... directory as for cgroup_create()): in the v2 tree when there is one,
- * and in the v1 memory and pids hierarchies that hold limits v2 cannot. For reporting
- * (probe): cgroup_create() finds out by trying.
+ * /sys/fs/cgroup/... directory as for cgroup_create()), l being cgroup_probe_under(parent):
+ * in the v2 tree when there is one (else the v1 pids hierarchy, for membership) and, with
+ * with_limits, in the v1 memory and pids hierarchies that hold limits v2 cannot. For
+ * reporting (probe): cgroup_create() finds out by trying.
  */
-bool cgroup_writable(const struct cgroup_layout *l, const char *parent);
+bool cgroup_writable(const struct cgroup_layout *l, const char *parent, bool with_limits);
 
 /* True when limits of this kind can be enforced here. */
 bool cgroup_can_limit_memory(const struct cgroup_layout *l);

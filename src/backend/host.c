@@ -46,18 +46,25 @@ static int
 host_probe(struct backend_caps *ret)
 {
 	struct cgroup_layout l;
-	cgroup_probe(&l);
-	/* What a run here could make, under CELLOS_CGROUP_PARENT or the caller's own cgroup. */
-	bool w = cgroup_writable(&l, getenv("CELLOS_CGROUP_PARENT"));
+	/* What a run here could make, under CELLOS_CGROUP_PARENT (a delegated subtree) or the
+	 * caller's own cgroup: judged there, not on the caller's own cgroup. */
+	const char *parent = getenv("CELLOS_CGROUP_PARENT");
+	if (parent && !*parent)
+		parent = NULL;
+	cgroup_probe_under(parent, &l);
+	bool w = cgroup_writable(&l, parent, false);
+	bool wl = cgroup_writable(&l, parent, true);
 	*ret = (struct backend_caps){
 	    .cgroup_v2 = l.v2 && w,
-	    .cgroup_limits = w && cgroup_can_limit_memory(&l) && cgroup_can_limit_pids(&l),
-	    .cgroup_memory = w && cgroup_can_limit_memory(&l),
-	    .cgroup_pids = w && cgroup_can_limit_pids(&l),
-	    .cgroup_cpu = w && cgroup_can_limit_cpu(&l),
+	    .cgroup_limits = wl && cgroup_can_limit_memory(&l) && cgroup_can_limit_pids(&l),
+	    .cgroup_memory = wl && cgroup_can_limit_memory(&l),
+	    .cgroup_pids = wl && cgroup_can_limit_pids(&l),
+	    .cgroup_cpu = wl && cgroup_can_limit_cpu(&l),
 	};
 	snprintf(ret->containment, sizeof(ret->containment), "%s",
-	    w ? cgroup_layout_describe(&l) : "none (process group)");
+	    !w                    ? "none (process group)"
+	        : wl || !l.v2     ? cgroup_layout_describe(&l)
+	                          : "cgroup v2 (tracking only: no limit hierarchy is writable)");
 	return 0;
 }
 
@@ -94,6 +101,7 @@ host_prepare(const struct backend_prepare_args *a, struct backend_prepare_result
 		free(bc);
 		return r;
 	}
+	backend_cgroup_parent_check(a->cgroup_parent, res);
 	char err[256] = "";
 	r = backend_cgroup_create(a, &bc->limits, 0, res, &bc->cg, err, sizeof(err));
 	if (r < 0) {

@@ -110,17 +110,21 @@ sandbox_probe(struct backend_caps *ret)
 	struct cgroup_layout l;
 	char buf[32];
 
-	cgroup_probe(&l);
 	/* What a run here could make, under CELLOS_CGROUP_PARENT or the caller's own cgroup. */
-	bool w = cgroup_writable(&l, getenv("CELLOS_CGROUP_PARENT"));
+	const char *parent = getenv("CELLOS_CGROUP_PARENT");
+	if (parent && !*parent)
+		parent = NULL;
+	cgroup_probe_under(parent, &l);
+	bool w = cgroup_writable(&l, parent, false);
+	bool wl = cgroup_writable(&l, parent, true);
 	*ret = (struct backend_caps){
 	    .cgroup_v2 = l.v2 && w,
-	    .cgroup_limits = w && cgroup_can_limit_memory(&l) && cgroup_can_limit_pids(&l),
-	    .cgroup_memory = w && cgroup_can_limit_memory(&l),
-	    .cgroup_pids = w && cgroup_can_limit_pids(&l),
+	    .cgroup_limits = wl && cgroup_can_limit_memory(&l) && cgroup_can_limit_pids(&l),
+	    .cgroup_memory = wl && cgroup_can_limit_memory(&l),
+	    .cgroup_pids = wl && cgroup_can_limit_pids(&l),
 	    .nproc_bounds_pids = true,
 	    .sized_tmpfs = true,
-	    .cgroup_cpu = w && cgroup_can_limit_cpu(&l),
+	    .cgroup_cpu = wl && cgroup_can_limit_cpu(&l),
 	    .landlock_abi = sb_landlock_abi(),
 	};
 	/* Namespaces: user namespaces must be enabled and the mount API present. */
@@ -312,6 +316,7 @@ sandbox_prepare(const struct backend_prepare_args *a, struct backend_prepare_res
 
 	if ((r = backend_limits_for(s, &bc->limits, res->error, sizeof(res->error))) < 0)
 		goto fail;
+	backend_cgroup_parent_check(a->cgroup_parent, res);
 	/* The cell's init is not the workload's to count; RLIMIT_NPROC (child.c) bounds the
 	 * tasks of the cell's own user namespace and uid with or without a pids controller. */
 	char err[256] = "";

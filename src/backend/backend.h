@@ -8,7 +8,9 @@
  * struct backend_cell is the backend's private state for that cell.
  *
  * Ownership: start() returns a pidfd for the workload's top process (the one whose exit
- * status is the cell's); the caller owns it and closes it. Authority a backend cannot
+ * status is the cell's); the caller owns it and closes it. start() never waits for the
+ * child: the caller's loop watches the report fd it gives and asks start_report(), so that
+ * caps and signals work while a workload starts. Authority a backend cannot
  * enforce is reported by prepare() through the degraded list; the cell layer decides,
  * from the profile, whether that refuses the cell or becomes an event.
  */
@@ -114,13 +116,36 @@ struct backend_ops {
 	    struct backend_cell **ret_cell);
 
 	/*
-	 * Start the workload; on failure fill *err. Returns an fd that becomes readable
-	 * (EPOLLIN) when the workload's top process has ended (with ended_fd(), one of them
-	 * does), or -errno: its pidfd (host), or a pidfd of the process whose exit says so (the
-	 * sandbox's init). The caller owns it; signals go through signal_all().
+	 * Start the workload, without waiting for it: no report of the child is read here, so
+	 * that a child stopped (SIGSTOP by its own user) or slow between the clone and its
+	 * execve cannot hold the caller's loop. On failure to even begin, fill *err and return
+	 * -errno. Else return an fd that becomes readable (EPOLLIN) when the workload's top
+	 * process has ended (with ended_fd(), one of them does): its pidfd (host), or a pidfd
+	 * of the process whose exit says so (the sandbox's init). The caller owns it; signals
+	 * go through signal_all(). *ret_report_fd (borrowed, valid until start_report() says
+	 * the start is decided) becomes readable when the child has a report or has gone; the
+	 * caller then calls start_report(). Meanwhile it may signal_all() or kill_all() the
+	 * cell: the report then arrives at once.
 	 */
 	int (*start)(struct backend_cell *bc, const struct backend_start_args *args,
-	    struct backend_start_error *err, pid_t *ret_pid);
+	    struct backend_start_error *err, pid_t *ret_pid, int *ret_report_fd);
+
+	/*
+	 * After start()'s report fd became readable: 0 when the workload has exec'd (or its
+	 * top process ended before it could report: its exit status says how), -EAGAIN when
+	 * the start is not decided yet (a report that is not the last one, or nothing after
+	 * all), or -errno with *err filled when the start failed; then the backend has killed
+	 * and collected what it started, and the caller only closes start()'s fd.
+	 */
+	int (*start_report)(struct backend_cell *bc, struct backend_start_error *err);
+
+	/* How long a start may wait for its report before the cell is killed and the start
+	 * reported failed (step "setup", ETIMEDOUT); 0: no bound but the run's caps. */
+	uint64_t start_timeout_ms;
+
+	/* Whether a workload run as root (uid 0 on the host) stays in its cell: false for the
+	 * host backend, where root may write itself into any cgroup.procs. */
+	bool root_contained;
 
 	/* Collect the top process's exit after start()'s fd (or ended_fd()) became readable;
 	 * -EAGAIN when it has not ended after all. */

@@ -40,6 +40,8 @@ struct backend_cell {
 	struct backend_limits limits;
 	pid_t pgid;        /* the workload's session/process group */
 	bool reaped_main;
+	int report_fd;   /* the child's error pipe (O_NONBLOCK) until the start is decided */
+	int start_pidfd; /* our own pidfd of the child until then, to collect a failed one */
 };
 
 static int
@@ -96,6 +98,7 @@ host_prepare(const struct backend_prepare_args *a, struct backend_prepare_result
 	if (!bc)
 		return -ENOMEM;
 	bc->spec = s;
+	bc->report_fd = bc->start_pidfd = -EBADF;
 
 	if ((r = backend_limits_for(s, &bc->limits, res->error, sizeof(res->error))) < 0) {
 		free(bc);
@@ -190,7 +193,7 @@ env_lookup(const char *const *envp, const char *name)
 
 static int
 host_start(struct backend_cell *bc, const struct backend_start_args *a,
-    struct backend_start_error *err, pid_t *ret_pid)
+    struct backend_start_error *err, pid_t *ret_pid, int *ret_report_fd)
 {
 	char path[4096];
 	int pipefd[2];
@@ -210,6 +213,11 @@ host_start(struct backend_cell *bc, const struct backend_start_args *a,
 		return -errno;
 	_cleanup_close_ int rd = pipefd[0];
 	_cleanup_close_ int wr = pipefd[1];
+	/* Only our end: the report is read when the loop says it is there. */
+	r = fd_set_nonblock(rd, true);
+	if (r < 0)
+		return r;
+	_cleanup_close_ int keep = -EBADF;
 
 	int cgfd = bc->cg ? cgroup_v2_dirfd(bc->cg) : -1;
 	pid_t parent = getpid();
@@ -227,22 +235,52 @@ host_start(struct backend_cell *bc, const struct backend_start_args *a,
 	}
 	wr = safe_close(wr);
 	bc->pgid = pid;
-
-	struct spawn_report rep;
-	r = spawn_read_report(rd, &rep);
-	if (r != 0) {
+	keep = fcntl(pidfd, F_DUPFD_CLOEXEC, 3);
+	if (keep < 0) {
+		r = -errno;
 		siginfo_t si;
+		(void)syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
 		(void)waitid((idtype_t)P_PIDFD, (id_t)pidfd, &si, WEXITED);
 		close(pidfd);
-		err->error = r < 0 ? -r : rep.error;
-		snprintf(err->step, sizeof(err->step), "%s", r < 0 ? "report" : rep.step);
-		return -err->error;
+		err->error = -r;
+		snprintf(err->step, sizeof(err->step), "dup");
+		return r;
 	}
+	bc->start_pidfd = TAKE_FD(keep);
+	bc->report_fd = TAKE_FD(rd);
 	/* While the workload starts: cells an earlier cellvisor could not tear down. */
 	if (bc->cg)
 		(void)cgroup_collect_stale(bc->cg);
 	*ret_pid = pid;
+	*ret_report_fd = bc->report_fd;
 	return pidfd;
+}
+
+/*
+ * The child's report: EOF when its execve succeeded (the pipe's last copy is O_CLOEXEC), or
+ * the step that failed. A child that failed is killed before it is collected: it may have
+ * been stopped between its report and its _exit() by the user it switched to.
+ */
+static int
+host_start_report(struct backend_cell *bc, struct backend_start_error *err)
+{
+	struct spawn_report rep;
+	int r = spawn_read_report(bc->report_fd, &rep);
+	if (r == -EAGAIN)
+		return r;
+	bc->report_fd = safe_close(bc->report_fd);
+	if (r == 0) {
+		bc->start_pidfd = safe_close(bc->start_pidfd);
+		return 0;
+	}
+	siginfo_t si;
+	(void)syscall(SYS_pidfd_send_signal, bc->start_pidfd, SIGKILL, NULL, 0);
+	(void)waitid((idtype_t)P_PIDFD, (id_t)bc->start_pidfd, &si, WEXITED);
+	bc->start_pidfd = safe_close(bc->start_pidfd);
+	bc->reaped_main = true;
+	err->error = r < 0 ? -r : rep.error > 0 ? rep.error : EIO;
+	snprintf(err->step, sizeof(err->step), "%s", r < 0 ? "report" : rep.step);
+	return -err->error;
 }
 
 static int
@@ -359,6 +397,8 @@ host_destroy(struct backend_cell *bc)
 	int r = 0;
 	if (!bc)
 		return 0;
+	safe_close(bc->report_fd);
+	safe_close(bc->start_pidfd);
 	if (bc->cg)
 		r = cgroup_destroy(bc->cg);
 	else if (bc->pgid > 0) {
@@ -384,6 +424,8 @@ const struct backend_ops host_backend = {
     .probe = host_probe,
     .prepare = host_prepare,
     .start = host_start,
+    .start_report = host_start_report,
+    .root_contained = false,
     .reap = host_reap,
     .signal_all = host_signal_all,
     .kill_all = host_kill_all,

@@ -33,6 +33,7 @@ enum cell_event {
 	CE_PREPARE_FAILED,
 	CE_SPAWNED,
 	CE_SPAWN_FAILED,
+	CE_START_TIMEOUT,
 	CE_EXITED,
 	CE_CAP_FIRED,
 	CE_STOP,
@@ -46,6 +47,7 @@ enum stop_cause {
 	STOP_NONE,
 	STOP_CAP,
 	STOP_RUNNER,
+	STOP_START_TIMEOUT, /* the backend's start_timeout_ms passed without a report */
 };
 
 struct output {
@@ -82,6 +84,8 @@ struct cell {
 	struct loop_source *pid_src;
 	struct loop_source *ended_src; /* the backend's ended_fd(), if any */
 	struct loop_source *empty_src;
+	struct loop_source *report_src; /* the backend's start report, while starting */
+	struct loop_timer *start_timer; /* the backend's start_timeout_ms */
 	struct output out[2];
 
 	struct timeout_cap cap;
@@ -594,6 +598,10 @@ prepare(struct cell *c)
 static void on_pidfd(struct loop *l, int fd, uint32_t revents, void *userdata);
 static void on_empty_fd(struct loop *l, int fd, uint32_t revents, void *userdata);
 static void on_cap(struct loop *l, struct loop_timer *t, void *userdata);
+static void on_report(struct loop *l, int fd, uint32_t revents, void *userdata);
+static void on_start_timeout(struct loop *l, struct loop_timer *t, void *userdata);
+static void starting_kill(struct cell *c);
+static void enter_running(struct cell *c);
 
 static int
 open_output(struct cell *c, int i, int dest, int *ret_wr)
@@ -645,7 +653,8 @@ enter_starting(struct cell *c)
 	    .stderr_fd = err_wr,
 	};
 	c->started_us = now_mono_us();
-	r = c->cfg->backend->start(c->bc, &args, &c->spawn_err, &c->pid);
+	int report_fd = -1;
+	r = c->cfg->backend->start(c->bc, &args, &c->spawn_err, &c->pid, &report_fd);
 	if (r < 0) {
 		c->spawn_failed = true;
 		if (!c->spawn_err.error) {
@@ -656,7 +665,130 @@ enter_starting(struct cell *c)
 		return;
 	}
 	c->pidfd = r;
-	dispatch(c, CE_SPAWNED);
+	/* The caps run from here: a workload that is slow (or held) to start is still bound. */
+	if (c->cap.source != TIMEOUT_NONE) {
+		c->deadline_us = c->started_us + c->cap.ms * USEC_PER_MSEC;
+		r = loop_add_timer(c->loop, c->deadline_us, on_cap, c, &c->cap_timer);
+		if (r < 0)
+			log_error("cannot arm the timeout: %s", strerror(-r));
+	}
+	if (report_fd < 0) {
+		dispatch(c, CE_SPAWNED);
+		return;
+	}
+	/*
+	 * The child's report (its execve, or the step that failed) is waited for in the loop,
+	 * with the caps and the runner's signals: a child its own user stops (SIGSTOP) before
+	 * execve cannot hold the run.
+	 */
+	r = loop_add_io(c->loop, report_fd, EPOLLIN, on_report, c, &c->report_src);
+	if (r >= 0 && c->cfg->backend->start_timeout_ms)
+		r = loop_add_timer(c->loop,
+		    c->started_us + c->cfg->backend->start_timeout_ms * USEC_PER_MSEC,
+		    on_start_timeout, c, &c->start_timer);
+	if (r < 0) {
+		log_error("cannot watch the workload's start: %s", strerror(-r));
+		starting_kill(c);
+		loop_source_free(c->report_src);
+		c->report_src = NULL;
+		c->pidfd = safe_close(c->pidfd);
+		c->spawn_failed = true;
+		c->spawn_err = (struct backend_start_error){.error = -r};
+		snprintf(c->spawn_err.step, sizeof(c->spawn_err.step), "watch");
+		dispatch(c, CE_SPAWN_FAILED);
+	}
+}
+
+/* Kill a cell whose workload has not exec'd yet: nothing of it runs that a grace is for. */
+static void
+starting_kill(struct cell *c)
+{
+	c->forced = true;
+	int r = c->cfg->backend->kill_all(c->bc);
+	if (r < 0)
+		log_error("cannot kill cell %s: %s", c->name, strerror(-r));
+	/* The top process too, should it not be in a cgroup (yet). */
+	if (c->pidfd >= 0)
+		(void)syscall(SYS_pidfd_send_signal, c->pidfd, SIGKILL, NULL, 0);
+}
+
+static void
+on_report(struct loop *l, int fd, uint32_t revents, void *userdata)
+{
+	(void)l, (void)fd, (void)revents;
+	struct cell *c = userdata;
+	struct backend_start_error err = {0};
+	int r = c->cfg->backend->start_report(c->bc, &err);
+	if (r == -EAGAIN)
+		return;
+	loop_source_free(c->report_src);
+	c->report_src = NULL;
+	loop_timer_free(c->start_timer);
+	c->start_timer = NULL;
+	if (r >= 0) {
+		dispatch(c, CE_SPAWNED);
+		return;
+	}
+	/* The backend has collected the child; its start()'s fd is all that is left. */
+	c->pidfd = safe_close(c->pidfd);
+	/* A start the caller killed (cap, signal, start timeout) is reported as that stop. */
+	if (c->stop_cause == STOP_NONE) {
+		c->spawn_failed = true;
+		c->spawn_err = err;
+		if (!c->spawn_err.error) {
+			c->spawn_err.error = -r;
+			snprintf(c->spawn_err.step, sizeof(c->spawn_err.step), "start");
+		}
+	}
+	dispatch(c, CE_SPAWN_FAILED);
+}
+
+static void
+on_start_timeout(struct loop *l, struct loop_timer *t, void *userdata)
+{
+	(void)l, (void)t;
+	struct cell *c = userdata;
+	c->start_timer = NULL; /* fired timers are freed by the loop */
+	dispatch(c, CE_START_TIMEOUT);
+}
+
+/* A stop while starting (a cap, the runner's signal, the start's own timeout): the cell is
+ * killed at once and the report, which follows, completes it as stopped. */
+static void
+starting_stop(struct cell *c)
+{
+	starting_kill(c);
+}
+
+static void
+starting_cap(struct cell *c)
+{
+	c->stop_cause = STOP_CAP;
+	starting_kill(c);
+}
+
+static void
+starting_timed_out(struct cell *c)
+{
+	log_error("cell %s: no start report within %llu ms, killing it", c->name,
+	    (unsigned long long)c->cfg->backend->start_timeout_ms);
+	if (c->stop_cause == STOP_NONE)
+		c->stop_cause = STOP_START_TIMEOUT;
+	c->spawn_failed = true;
+	c->spawn_err = (struct backend_start_error){.error = ETIMEDOUT};
+	snprintf(c->spawn_err.step, sizeof(c->spawn_err.step), "setup");
+	starting_kill(c);
+}
+
+static void enter_stopping(struct cell *c);
+
+static void
+starting_spawned(struct cell *c)
+{
+	enter_running(c);
+	/* Stopped while it started: killed already; what is left is the usual way down. */
+	if (c->stop_cause != STOP_NONE && c->state == CELL_RUNNING)
+		enter_stopping(c);
 }
 
 /* --- running --- */
@@ -683,12 +815,6 @@ enter_running(struct cell *c)
 	if (r < 0)
 		log_error("cannot watch the workload: %s", strerror(-r));
 	watch_empty(c);
-	if (c->cap.source != TIMEOUT_NONE) {
-		c->deadline_us = c->started_us + c->cap.ms * USEC_PER_MSEC;
-		r = loop_add_timer(c->loop, c->deadline_us, on_cap, c, &c->cap_timer);
-		if (r < 0)
-			log_error("cannot arm the timeout: %s", strerror(-r));
-	}
 	log_debug("cell %s running as pid %d", c->name, (int)c->pid);
 }
 
@@ -797,6 +923,9 @@ enter_stopping(struct cell *c)
 	int r = c->cfg->backend->signal_all(c->bc, SIGTERM);
 	if (r < 0)
 		log_debug("cannot signal cell %s: %s", c->name, strerror(-r));
+	/* A stopped process (SIGSTOP, by the workload's user or itself) acts on its SIGTERM
+	 * only once continued: now, not at the SIGKILL after the grace. */
+	(void)c->cfg->backend->signal_all(c->bc, SIGCONT);
 	if (c->stop_cause == STOP_CAP)
 		log_debug("cap fired: late_us=%llu signalled_us=%llu",
 		    (unsigned long long)c->cap_late_us,
@@ -915,6 +1044,10 @@ enter_destroying(struct cell *c)
 	c->state = CELL_DESTROYING;
 	loop_timer_free(c->cap_timer);
 	c->cap_timer = NULL;
+	loop_source_free(c->report_src);
+	c->report_src = NULL;
+	loop_timer_free(c->start_timer);
+	c->start_timer = NULL;
 	loop_timer_free(c->grace_timer);
 	c->grace_timer = NULL;
 	if (c->stop_cause == STOP_CAP)
@@ -1261,9 +1394,11 @@ static const cell_handler transitions[_CELL_STATE_MAX][_CE_MAX] = {
         },
     [CELL_STARTING] =
         {
-            [CE_SPAWNED] = enter_running,
+            [CE_SPAWNED] = starting_spawned,
             [CE_SPAWN_FAILED] = spawn_failed,
-            [CE_STOP] = ignore, /* the runner's loop has not run yet */
+            [CE_CAP_FIRED] = starting_cap,
+            [CE_STOP] = starting_stop,
+            [CE_START_TIMEOUT] = starting_timed_out,
         },
     [CELL_RUNNING] =
         {
@@ -1333,7 +1468,7 @@ cell_stop(struct cell *c, int sig)
 		dispatch(c, CE_STOP);
 		return;
 	}
-	if (c->state != CELL_RUNNING && c->state != CELL_STOPPING)
+	if (c->state != CELL_STARTING && c->state != CELL_RUNNING && c->state != CELL_STOPPING)
 		return;
 	if (c->stop_cause == STOP_NONE) {
 		c->stop_cause = STOP_RUNNER;
@@ -1353,6 +1488,8 @@ cell_free(struct cell *c)
 	loop_source_free(c->pid_src);
 	loop_source_free(c->ended_src);
 	loop_source_free(c->empty_src);
+	loop_source_free(c->report_src);
+	loop_timer_free(c->start_timer);
 	for (int i = 0; i < 2; i++)
 		output_close(&c->out[i]);
 	safe_close(c->pidfd);

@@ -63,7 +63,8 @@
 #include "base/macro.h"
 #include "spec/spec.h"
 
-/* How long start() waits for the cell's setup before giving up on it. */
+/* How long a start may wait for the cell's setup before it is given up (the cell's loop
+ * watches it: backend_ops.start_timeout_ms). */
 #define SB_SETUP_TIMEOUT_MS 30000
 
 struct backend_cell {
@@ -102,6 +103,10 @@ struct backend_cell {
 	const char *setup_cwd;
 	int mntns_fd;   /* with artifacts: keeps the cell's mount namespace (its view) alive */
 	bool started;
+	/* Between start() and the end of the cell's reports (sandbox_start_report()). */
+	int start_sync_fd; /* the runner's end of the sync socket, O_NONBLOCK reads */
+	int start_go_error; /* -EPIPE / -ECONNRESET: "go" met a setup that had already failed */
+	pid_t init_pid;
 };
 
 static int
@@ -279,6 +284,7 @@ sandbox_prepare(const struct backend_prepare_args *a, struct backend_prepare_res
 	    .setup_status_fd = -EBADF,
 	    .mntns_fd = -EBADF,
 	    .id_lock_fd = -EBADF,
+	    .start_sync_fd = -EBADF,
 	    .view = {.root_fd = -EBADF}};
 
 	bc->uid = s->has_user ? s->uid : SB_DEFAULT_ID;
@@ -545,22 +551,15 @@ send_go(struct backend_cell *bc, int sync_fd, const struct backend_start_args *a
 }
 
 /*
- * Wait for the cell's reports until EOF (the workload's execve succeeded): 0, or 1 with
- * *rep filled when a step failed, or -errno. A report with error 0 carries the cell's
- * mount namespace fd (SCM_RIGHTS), kept in bc->mntns_fd for the exports.
+ * Read one of the cell's reports, without waiting: 0 at EOF (the workload's execve
+ * succeeded), 1 with *rep filled when a step failed, 2 for a report with error 0, which
+ * carries the cell's mount namespace fd (SCM_RIGHTS), kept in bc->mntns_fd for the exports;
+ * -EAGAIN when there is nothing yet, or -errno.
  */
 static int
-read_reports(struct backend_cell *bc, int fd, struct sb_child_report *rep)
+read_report(struct backend_cell *bc, int fd, struct sb_child_report *rep)
 {
 	for (;;) {
-		struct pollfd p = {.fd = fd, .events = POLLIN};
-		int n = poll(&p, 1, SB_SETUP_TIMEOUT_MS);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return -ETIMEDOUT;
 		union {
 			char buf[CMSG_SPACE(sizeof(int))];
 			struct cmsghdr align;
@@ -570,7 +569,7 @@ read_reports(struct backend_cell *bc, int fd, struct sb_child_report *rep)
 		    .msg_iovlen = 1,
 		    .msg_control = u.buf,
 		    .msg_controllen = sizeof(u.buf)};
-		ssize_t k = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+		ssize_t k = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
 		/* A cell that exited with "go" unread resets the connection: the error comes
 		 * once, before the report it queued. */
 		if (k < 0 && (errno == EINTR || errno == ECONNRESET))
@@ -600,6 +599,7 @@ read_reports(struct backend_cell *bc, int fd, struct sb_child_report *rep)
 			return -EBADMSG;
 		}
 		bc->mntns_fd = passed;
+		return 2;
 	}
 }
 
@@ -761,11 +761,22 @@ start_failed(struct backend_start_error *err, const char *step, int error)
 	return -err->error;
 }
 
+/* A start that failed before the caller got init's pidfd: kill, collect and forget it. */
+static void
+abandon_start(struct backend_cell *bc, int pidfd)
+{
+	siginfo_t si;
+	sb_view_release_plan(&bc->view);
+	bc->view.root_fd = safe_close(bc->view.root_fd);
+	(void)syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+	(void)waitid((idtype_t)P_PIDFD, (id_t)pidfd, &si, WEXITED);
+	safe_close(pidfd);
+}
+
 static int
 sandbox_start(struct backend_cell *bc, const struct backend_start_args *a,
-    struct backend_start_error *err, pid_t *ret_pid)
+    struct backend_start_error *err, pid_t *ret_pid, int *ret_report_fd)
 {
-	const struct cell_spec *s = bc->spec;
 	char msg[256];
 	const char *step = "setup";
 	int r;
@@ -803,38 +814,12 @@ sandbox_start(struct backend_cell *bc, const struct backend_start_args *a,
 	bc->started = true;
 
 	r = send_go(bc, sync_parent, a, &step);
-	struct sb_child_report rep = {0};
-	/* A setup that failed before "go" (cloned during prepare) has left its report. */
-	if (r >= 0 || r == -EPIPE || r == -ECONNRESET) {
-		int k = read_reports(bc, sync_parent, &rep);
-		if (k == 1) {
-			r = -(rep.error ? rep.error : EIO);
-			step = rep.step;
-		} else if (r >= 0 && k < 0) {
-			r = k;
-			step = "setup";
-		}
-	}
-	/* The trees now live in the cell's namespace (or nowhere): drop our references. */
-	sb_view_release_plan(&bc->view);
-	if (r >= 0 && s->n_artifacts > 0 && bc->mntns_fd < 0) {
-		r = -EBADMSG;
-		step = "mntns";
-	}
-	if (bc->mntns_fd < 0)
-		bc->view.root_fd = safe_close(bc->view.root_fd);
-	if (r < 0) {
-		siginfo_t si;
-		(void)syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
-		(void)waitid((idtype_t)P_PIDFD, (id_t)pidfd, &si, WEXITED);
-		safe_close(pidfd);
+	/* A setup that failed before "go" (cloned during prepare) has left its report: read
+	 * with the others, in the caller's loop (sandbox_start_report()). */
+	if (r < 0 && r != -EPIPE && r != -ECONNRESET) {
+		abandon_start(bc, pidfd);
 		return start_failed(err, step, -r);
 	}
-
-	/* The OOM killer should pick the workload, not init. Only now: the workload, forked
-	 * before, keeps its own score. Best effort: lowering it needs CAP_SYS_RESOURCE. */
-	(void)write_proc_file(pid, "oom_score_adj", "-1000");
-
 	/*
 	 * The caller watches init's pidfd and the eventfd (ended_fd()): the workload ended
 	 * when init stored its status and exited (nothing else left: one wake-up), or stored
@@ -845,19 +830,67 @@ sandbox_start(struct backend_cell *bc, const struct backend_start_args *a,
 	int watch_fd = fcntl(pidfd, F_DUPFD_CLOEXEC, 3);
 	if (watch_fd < 0) {
 		r = -errno;
-		siginfo_t si;
-		(void)syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
-		(void)waitid((idtype_t)P_PIDFD, (id_t)pidfd, &si, WEXITED);
-		safe_close(pidfd);
+		abandon_start(bc, pidfd);
 		return start_failed(err, "dup", -r);
 	}
+	/* From here on the cell is init's: kill_all() reaches it while it starts. */
 	bc->init_pidfd = pidfd;
+	bc->init_pid = pid;
 	bc->status_fd = TAKE_FD(status_ev);
+	bc->start_go_error = r < 0 ? r : 0;
+	bc->start_sync_fd = TAKE_FD(sync_parent);
+	*ret_pid = pid;
+	*ret_report_fd = bc->start_sync_fd;
+	return watch_fd;
+}
+
+/*
+ * The cell's reports, one per readable event of the sync socket, until EOF (the workload's
+ * execve succeeded) or a failed step. A failed start's init is killed and collected here.
+ */
+static int
+sandbox_start_report(struct backend_cell *bc, struct backend_start_error *err)
+{
+	struct sb_child_report rep = {0};
+	const char *step = "setup";
+	int r = 0;
+
+	int k = read_report(bc, bc->start_sync_fd, &rep);
+	if (k == -EAGAIN || k == 2)
+		return -EAGAIN;
+	if (k == 1) {
+		r = -(rep.error ? rep.error : EIO);
+		step = rep.step;
+	} else if (bc->start_go_error < 0) {
+		r = bc->start_go_error; /* the setup went away without a word */
+		step = "sync";
+	} else if (k < 0)
+		r = k;
+	bc->start_sync_fd = safe_close(bc->start_sync_fd);
+	/* The trees now live in the cell's namespace (or nowhere): drop our references. */
+	sb_view_release_plan(&bc->view);
+	if (r >= 0 && bc->spec->n_artifacts > 0 && bc->mntns_fd < 0) {
+		r = -EBADMSG;
+		step = "mntns";
+	}
+	if (bc->mntns_fd < 0)
+		bc->view.root_fd = safe_close(bc->view.root_fd);
+	if (r < 0) {
+		siginfo_t si;
+		(void)syscall(SYS_pidfd_send_signal, bc->init_pidfd, SIGKILL, NULL, 0);
+		if (waitid((idtype_t)P_PIDFD, (id_t)bc->init_pidfd, &si, WEXITED) == 0 ||
+		    errno == ECHILD)
+			bc->init_reaped = true;
+		return start_failed(err, step, -r);
+	}
+
+	/* The OOM killer should pick the workload, not init. Only now: the workload, forked
+	 * before, keeps its own score. Best effort: lowering it needs CAP_SYS_RESOURCE. */
+	(void)write_proc_file(bc->init_pid, "oom_score_adj", "-1000");
 	/* While the workload runs: cells an earlier cellvisor could not tear down. */
 	if (bc->cg)
 		(void)cgroup_collect_stale(bc->cg);
-	*ret_pid = pid;
-	return watch_fd;
+	return 0;
 }
 
 /*
@@ -1039,6 +1072,7 @@ sandbox_destroy(struct backend_cell *bc)
 		return 0;
 	/* A setup process that never got "go" has done nothing visible: kill and reap it. */
 	kill_setup(bc);
+	safe_close(bc->start_sync_fd);
 	for (size_t i = 0; i < bc->n_join_v1; i++)
 		if (bc->join_v1_owned[i])
 			safe_close(bc->join_v1[i]);
@@ -1078,6 +1112,9 @@ const struct backend_ops sandbox_backend = {
     .probe = sandbox_probe,
     .prepare = sandbox_prepare,
     .start = sandbox_start,
+    .start_report = sandbox_start_report,
+    .start_timeout_ms = SB_SETUP_TIMEOUT_MS,
+    .root_contained = true,
     .reap = sandbox_reap,
     .ended_fd = sandbox_ended_fd,
     .signal_all = sandbox_signal_all,

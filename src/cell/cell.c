@@ -508,6 +508,24 @@ log_redact(char *buf, size_t size, void *userdata)
 	redact_text(&c->redactor, buf, size);
 }
 
+/*
+ * A workload that runs as root where the backend cannot keep root in its cell (host: root
+ * may write itself into any cgroup.procs and outlive `destroyed`) runs under hardened only
+ * when the spec says so: run.user "0". Refused like the backend's own degraded items (and
+ * named with them); under portable nothing is recorded, as before (CellOS's tests).
+ */
+static void
+check_root_workload(struct cell *c, struct backend_prepare_result *res)
+{
+	if (c->cfg->backend->root_contained || c->cfg->profile != BACKEND_PROFILE_HARDENED ||
+	    c->spec->has_user || geteuid() != 0)
+		return;
+	backend_degrade(res, "run.user",
+	    "not set: the workload would run as root, which this backend cannot keep in its "
+	    "cell (root can leave any cgroup); set run.user to an unprivileged uid, or to \"0\" "
+	    "to accept that");
+}
+
 static int
 prepare(struct cell *c)
 {
@@ -551,6 +569,7 @@ prepare(struct cell *c)
 		    c->cfg->backend->name, res.error[0] ? res.error : strerror(-r));
 		return r;
 	}
+	check_root_workload(c, &res);
 	/*
 	 * A default bound the host cannot enforce (is_default) never refuses a cell: its spec
 	 * declared nothing. Under portable it is a degraded event like any other item; under

@@ -191,12 +191,13 @@ cmd_probe(int argc, char **argv)
 		}
 		const char *profile = backend_profile_to_string((*b)->default_profile);
 		if (json) {
-			json_t *o = json_pack("{s:s, s:s, s:s, s:b, s:b, s:b, s:b, s:b, s:i, s:s}",
-			    "backend", (*b)->name, "version", (*b)->version(), "defaultProfile",
-			    profile, "cgroupV2", caps.cgroup_v2, "cgroupLimits", caps.cgroup_limits,
+			json_t *o = json_pack(
+			    "{s:s, s:s, s:s, s:b, s:b, s:b, s:b, s:b, s:i, s:s, s:b}", "backend",
+			    (*b)->name, "version", (*b)->version(), "defaultProfile", profile,
+			    "cgroupV2", caps.cgroup_v2, "cgroupLimits", caps.cgroup_limits,
 			    "cgroupCpu", caps.cgroup_cpu, "namespaces", caps.namespaces, "seccomp",
 			    caps.seccomp, "landlockAbi", caps.landlock_abi, "containment",
-			    caps.containment);
+			    caps.containment, "rootWorkloadContained", (*b)->root_contained);
 			if (o)
 				json_object_set_new(o, "defaults", defaults_json(&caps, &lim));
 			char *line = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
@@ -209,6 +210,11 @@ cmd_probe(int argc, char **argv)
 		}
 		printf("%s (%s), default profile %s\n", (*b)->name, (*b)->version(), profile);
 		printf("  containment      %s\n", caps.containment);
+		/* The host backend cannot hold a workload that runs as host root (docs/run.md). */
+		printf("  root workload    %s\n",
+		    (*b)->root_contained ? "contained"
+		                         : "not contained: root can leave its cgroup (hardened "
+		                           "needs run.user \"0\")");
 		printf("  cgroup v2        %s\n", yes_no(caps.cgroup_v2));
 		printf("  memory/pids      %s\n", yes_no(caps.cgroup_limits));
 		printf("  cpu quota        %s\n", yes_no(caps.cgroup_cpu));

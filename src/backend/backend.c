@@ -314,6 +314,29 @@ backend_cgroup_create(const struct backend_prepare_args *a, const struct backend
 	return 0;
 }
 
+bool
+backend_cgroup_caps(struct backend_caps *ret, struct cgroup_layout *ret_layout,
+    bool *ret_limit_dirs)
+{
+	/* What a run here could make, under CELLOS_CGROUP_PARENT (a delegated subtree) or the
+	 * caller's own cgroup: judged there, not on the caller's own cgroup. */
+	const char *parent = getenv("CELLOS_CGROUP_PARENT");
+	if (parent && !*parent)
+		parent = NULL;
+	cgroup_probe_under(parent, ret_layout);
+	bool w = cgroup_writable(ret_layout, parent, false);
+	bool wl = cgroup_writable(ret_layout, parent, true);
+	ret->cgroup_v2 = ret_layout->v2 && w;
+	ret->cgroup_limits =
+	    wl && cgroup_can_limit_memory(ret_layout) && cgroup_can_limit_pids(ret_layout);
+	ret->cgroup_memory = wl && cgroup_can_limit_memory(ret_layout);
+	ret->cgroup_pids = wl && cgroup_can_limit_pids(ret_layout);
+	ret->cgroup_cpu = wl && cgroup_can_limit_cpu(ret_layout);
+	if (ret_limit_dirs)
+		*ret_limit_dirs = wl;
+	return w;
+}
+
 void
 backend_cgroup_parent_check(const char *parent, struct backend_prepare_result *res)
 {

@@ -190,6 +190,8 @@ void backend_degrade(struct backend_prepare_result *res, const char *item, const
 void backend_degrade_default(struct backend_prepare_result *res, const char *item,
     const char *reason);
 
+struct cgroup_layout;
+
 /*
  * The operator's bounds for a cell whose spec does not declare memoryMaxBytes, pidsMax or
  * nofile (docs/sandbox.md "Limits"): CELLVISOR_DEFAULT_MEMORY_MAX, CELLVISOR_DEFAULT_PIDS_MAX
@@ -226,6 +228,15 @@ struct backend_limits {
 /* -EINVAL with err set when the defaults cannot be read (backend_defaults_get()). */
 int backend_limits_for(const struct cell_spec *spec, struct backend_limits *ret, char *err,
     size_t err_size);
+
+/*
+ * For probe(): fill ret's cgroup_v2, cgroup_limits and cgroup_cpu for cells made under
+ * CELLOS_CGROUP_PARENT, or the caller's own cgroup (*ret_layout: that layout). Returns whether
+ * cell cgroups can be made there at all; *ret_limit_dirs (optional): also the v1 hierarchies
+ * limits would need.
+ */
+bool backend_cgroup_caps(struct backend_caps *ret, struct cgroup_layout *ret_layout,
+    bool *ret_limit_dirs);
 
 /*
  * A cgroup parent (CELLOS_CGROUP_PARENT, --cgroup-parent) that another uid than the runner's

@@ -48,21 +48,9 @@ static int
 host_probe(struct backend_caps *ret)
 {
 	struct cgroup_layout l;
-	/* What a run here could make, under CELLOS_CGROUP_PARENT (a delegated subtree) or the
-	 * caller's own cgroup: judged there, not on the caller's own cgroup. */
-	const char *parent = getenv("CELLOS_CGROUP_PARENT");
-	if (parent && !*parent)
-		parent = NULL;
-	cgroup_probe_under(parent, &l);
-	bool w = cgroup_writable(&l, parent, false);
-	bool wl = cgroup_writable(&l, parent, true);
-	*ret = (struct backend_caps){
-	    .cgroup_v2 = l.v2 && w,
-	    .cgroup_limits = wl && cgroup_can_limit_memory(&l) && cgroup_can_limit_pids(&l),
-	    .cgroup_memory = wl && cgroup_can_limit_memory(&l),
-	    .cgroup_pids = wl && cgroup_can_limit_pids(&l),
-	    .cgroup_cpu = wl && cgroup_can_limit_cpu(&l),
-	};
+	*ret = (struct backend_caps){0};
+	bool wl;
+	bool w = backend_cgroup_caps(ret, &l, &wl);
 	snprintf(ret->containment, sizeof(ret->containment), "%s",
 	    !w                    ? "none (process group)"
 	        : wl || !l.v2     ? cgroup_layout_describe(&l)

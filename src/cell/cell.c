@@ -718,14 +718,21 @@ enter_starting(struct cell *c)
 	}
 }
 
-/* Kill a cell whose workload has not exec'd yet: nothing of it runs that a grace is for. */
+/* SIGKILL everything in the cell (the terminalState is then "forced"). */
 static void
-starting_kill(struct cell *c)
+kill_cell(struct cell *c)
 {
 	c->forced = true;
 	int r = c->cfg->backend->kill_all(c->bc);
 	if (r < 0)
 		log_error("cannot kill cell %s: %s", c->name, strerror(-r));
+}
+
+/* Kill a cell whose workload has not exec'd yet: nothing of it runs that a grace is for. */
+static void
+starting_kill(struct cell *c)
+{
+	kill_cell(c);
 	/* The top process too, should it not be in a cgroup (yet). */
 	if (c->pidfd >= 0)
 		(void)syscall(SYS_pidfd_send_signal, c->pidfd, SIGKILL, NULL, 0);
@@ -921,10 +928,7 @@ on_grace(struct loop *l, struct loop_timer *t, void *userdata)
 static void
 kill_now(struct cell *c)
 {
-	c->forced = true;
-	int r = c->cfg->backend->kill_all(c->bc);
-	if (r < 0)
-		log_error("cannot kill cell %s: %s", c->name, strerror(-r));
+	kill_cell(c);
 	check_empty(c);
 }
 

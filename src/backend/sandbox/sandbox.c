@@ -115,23 +115,12 @@ sandbox_probe(struct backend_caps *ret)
 	struct cgroup_layout l;
 	char buf[32];
 
-	/* What a run here could make, under CELLOS_CGROUP_PARENT or the caller's own cgroup. */
-	const char *parent = getenv("CELLOS_CGROUP_PARENT");
-	if (parent && !*parent)
-		parent = NULL;
-	cgroup_probe_under(parent, &l);
-	bool w = cgroup_writable(&l, parent, false);
-	bool wl = cgroup_writable(&l, parent, true);
 	*ret = (struct backend_caps){
-	    .cgroup_v2 = l.v2 && w,
-	    .cgroup_limits = wl && cgroup_can_limit_memory(&l) && cgroup_can_limit_pids(&l),
-	    .cgroup_memory = wl && cgroup_can_limit_memory(&l),
-	    .cgroup_pids = wl && cgroup_can_limit_pids(&l),
 	    .nproc_bounds_pids = true,
 	    .sized_tmpfs = true,
-	    .cgroup_cpu = wl && cgroup_can_limit_cpu(&l),
 	    .landlock_abi = sb_landlock_abi(),
 	};
+	(void)backend_cgroup_caps(ret, &l, NULL);
 	/* Namespaces: user namespaces must be enabled and the mount API present. */
 	_cleanup_close_ int dir = open("/proc/sys/user", O_DIRECTORY | O_RDONLY | O_CLOEXEC);
 	ret->namespaces = dir >= 0 &&

@@ -325,7 +325,8 @@ def test_without_a_pids_controller_the_sandbox_still_bounds_a_fork_bomb(cellviso
 @v2only_mark
 def test_defaults_without_controllers_degrade_under_portable_only(cellvisor_bin, tmp, write_spec,
                                                                   base_spec):
-    spec = write_spec(base_spec(id="t-defv2deg"))
+    # run.user "0": a root workload on the host backend must be declared under hardened.
+    spec = write_spec(base_spec(id="t-defv2deg", user="0"))
     p, evs = run_v2only(cellvisor_bin, tmp, spec, "--profile", "portable")
     assert p.returncode == 0, p.stderr
     degraded = [e["data"] for e in evs if e["type"] == DEGRADED]
